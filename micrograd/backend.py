@@ -1,0 +1,28 @@
+"""The one place that picks the array library.
+
+Every array operation in the Tensor engine goes through ``xp``. Today that is numpy; setting
+``MICROGRAD_BACKEND=cupy`` swaps in CuPy (same API, arrays on the GPU) without touching any op.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy
+
+_name = os.environ.get("MICROGRAD_BACKEND", "numpy").lower()
+if _name == "cupy":  # pragma: no cover - needs a GPU
+    import cupy as xp  # type: ignore[import-not-found]
+elif _name == "numpy":
+    xp = numpy
+else:
+    raise ValueError(f"MICROGRAD_BACKEND must be 'numpy' or 'cupy', not {_name!r}")
+
+name: str = _name
+DEFAULT_DTYPE = xp.float32
+
+
+def to_numpy(a: Any) -> numpy.ndarray:
+    """Return ``a`` as a numpy array on the host (a no-op for the numpy backend)."""
+    return a.get() if hasattr(a, "get") and not isinstance(a, numpy.ndarray) else numpy.asarray(a)
