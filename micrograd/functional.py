@@ -1,0 +1,396 @@
+"""Neural-network functions on Tensors, with PyTorch's names and shapes.
+
+Images are NCHW, convolution weights are ``(out_channels, in_channels, kh, kw)``. Most functions
+are compositions of the primitives in ``micrograd.tensor``; three are fused into one ``Function``
+each because they dominate training time or need special care for numerical stability:
+``conv2d`` (im2col + one matmul), ``batch_norm`` and ``log_softmax``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from micrograd.backend import xp
+from micrograd.tensor import Array, Function, Tensor, _lift
+
+__all__ = [
+    "adaptive_avg_pool2d",
+    "avg_pool2d",
+    "batch_norm",
+    "binary_cross_entropy_with_logits",
+    "conv2d",
+    "cross_entropy",
+    "dropout",
+    "global_avg_pool2d",
+    "leaky_relu",
+    "linear",
+    "log_softmax",
+    "max_pool2d",
+    "mse_loss",
+    "relu",
+    "sigmoid",
+    "softmax",
+    "tanh",
+]
+
+
+def _pair(v: int | tuple[int, int]) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
+    out = (size + 2 * padding - kernel) // stride + 1
+    if out < 1:
+        raise ValueError(f"input of size {size} is too small for kernel {kernel}")
+    return out
+
+
+# ---------------------------------------------------------------------- convolution
+class Conv2d(Function):
+    """2-D cross-correlation as im2col followed by one matrix multiply.
+
+    Patches are gathered channel-first into ``cols`` of shape ``(C*kh*kw, N*Ho*Wo)`` with one
+    strided copy per kernel offset (kh*kw copies, never a loop over pixels or images), so the
+    whole layer is ``W(O, C*kh*kw) @ cols``. The result is returned as an NCHW *view* of a
+    ``(O, N, Ho, Wo)`` buffer: no transpose copy, and the next conv reads it back channel-first
+    for free.
+    """
+
+    def forward(
+        self, x: Array, w: Array, b: Array | None = None, *, stride: int, padding: int
+    ) -> Array:
+        n, c, h, wd = x.shape
+        o, ci, kh, kw = w.shape
+        if ci != c:
+            raise ValueError(f"conv2d: input has {c} channels, weight expects {ci}")
+        s, p = stride, padding
+        ho, wo = _out_size(h, kh, s, p), _out_size(wd, kw, s, p)
+        xc = x.transpose(1, 0, 2, 3)  # (C, N, H, W): a view, contiguous if x came from a conv
+        if p:
+            padded = xp.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=x.dtype)
+            padded[:, :, p : p + h, p : p + wd] = xc
+            xc = padded
+        cols = xp.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                cols[:, i, j] = xc[:, :, i : i + s * ho : s, j : j + s * wo : s]
+        cols = cols.reshape(c * kh * kw, n * ho * wo)
+        out = w.reshape(o, -1) @ cols  # (O, N*Ho*Wo)
+        if b is not None:
+            out += b[:, None]
+        self.cols, self.w, self.has_bias = cols, w, b is not None
+        self.geometry = (x.shape, ho, wo, s, p)
+        return out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+
+    def backward(self, grad: Array) -> tuple[Array | None, ...]:
+        (n, c, h, wd), ho, wo, s, p = self.geometry
+        o, _, kh, kw = self.w.shape
+        g = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(o, n * ho * wo)
+        dw = (g @ self.cols.T).reshape(self.w.shape) if self.needs_grad[1] else None
+        db = g.sum(axis=1) if self.has_bias and self.needs_grad[2] else None
+        dx = None
+        if self.needs_grad[0]:
+            dcols = (self.w.reshape(o, -1).T @ g).reshape(c, kh, kw, n, ho, wo)
+            dpad = xp.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=g.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    dpad[:, :, i : i + s * ho : s, j : j + s * wo : s] += dcols[:, i, j]
+            dx = dpad[:, :, p : p + h, p : p + wd].transpose(1, 0, 2, 3)
+        self.cols = None  # free the largest buffer as soon as possible
+        return (dx, dw, db) if self.has_bias else (dx, dw)
+
+
+def conv2d(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int = 1,
+    padding: int = 0,
+) -> Tensor:
+    """``x (N, C, H, W)``, ``weight (O, C, kh, kw)``, ``bias (O,)`` -> ``(N, O, Ho, Wo)``."""
+    inputs = (x, weight) if bias is None else (x, weight, bias)
+    return Conv2d.apply(*inputs, stride=int(stride), padding=int(padding))
+
+
+# ---------------------------------------------------------------------- pooling
+class _Windows(Function):
+    """Sliding windows as a view: ``(N, C, H, W)`` -> ``(N, C, Ho, Wo, kh, kw)``.
+
+    Pooling with overlapping or padded windows is then a plain ``max``/``mean`` over the last
+    two axes. The backward scatters each window position back with one add per kernel offset.
+    """
+
+    def forward(self, x: Array, kernel: tuple[int, int], stride: tuple[int, int]) -> Array:
+        (kh, kw), (sh, sw) = kernel, stride
+        self.shape, self.kernel, self.stride = x.shape, kernel, stride
+        view = xp.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))
+        return view[:, :, ::sh, ::sw]
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        (kh, kw), (sh, sw) = self.kernel, self.stride
+        ho, wo = grad.shape[2:4]
+        dx = xp.zeros(self.shape, dtype=grad.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                dx[:, :, i : i + sh * ho : sh, j : j + sw * wo : sw] += grad[..., i, j]
+        return (dx,)
+
+
+def _pool(
+    x: Tensor, kernel_size: Any, stride: Any, padding: Any, fill: float, reduce: str
+) -> Tensor:
+    (kh, kw) = _pair(kernel_size)
+    (sh, sw) = _pair(kernel_size if stride is None else stride)
+    (ph, pw) = _pair(padding)
+    n, c, h, w = x.shape
+    if (kh, kw) == (sh, sw) and (ph, pw) == (0, 0) and h % kh == 0 and w % kw == 0:
+        # non-overlapping windows: a reshape exposes each window as two axes, no copy
+        windows = x.reshape(n, c, h // kh, kh, w // kw, kw)
+        axes: tuple[int, ...] = (3, 5)
+    else:
+        if ph or pw:
+            x = x.pad(((0, 0), (0, 0), (ph, ph), (pw, pw)), value=fill)
+        windows = _Windows.apply(x, kernel=(kh, kw), stride=(sh, sw))
+        axes = (4, 5)
+    return windows.max(axes) if reduce == "max" else windows.mean(axes)
+
+
+def max_pool2d(
+    x: Tensor, kernel_size: int | tuple[int, int], stride: Any = None, padding: Any = 0
+) -> Tensor:
+    """Max over ``kernel_size`` windows: ``(N, C, H, W)`` -> ``(N, C, Ho, Wo)``.
+
+    Ties share the gradient equally (PyTorch sends it all to one of them).
+    """
+    return _pool(x, kernel_size, stride, padding, -float("inf"), "max")
+
+
+def avg_pool2d(
+    x: Tensor, kernel_size: int | tuple[int, int], stride: Any = None, padding: Any = 0
+) -> Tensor:
+    """Mean over windows (zero padding counted, as PyTorch's default): NCHW -> NCHW."""
+    return _pool(x, kernel_size, stride, padding, 0.0, "mean")
+
+
+def adaptive_avg_pool2d(x: Tensor, output_size: int | tuple[int, int]) -> Tensor:
+    """Average-pool to a fixed ``output_size``; ``(N, C, H, W)`` -> ``(N, C, oh, ow)``.
+
+    Supports sizes that divide the input evenly (including 1, global pooling).
+    """
+    oh, ow = _pair(output_size)
+    h, w = x.shape[2:]
+    if h % oh or w % ow:
+        raise ValueError(f"adaptive_avg_pool2d: {h}x{w} is not divisible into {oh}x{ow}")
+    return avg_pool2d(x, (h // oh, w // ow))
+
+
+def global_avg_pool2d(x: Tensor) -> Tensor:
+    """Mean over the spatial axes: ``(N, C, H, W)`` -> ``(N, C)``."""
+    return x.mean(axis=(2, 3))
+
+
+# ---------------------------------------------------------------------- normalisation
+class BatchNorm(Function):
+    """Batch normalisation over every axis but 1 (channels), for 2-D ``(N, C)`` or 4-D
+    ``(N, C, H, W)`` inputs. Fused because composing it from primitives makes ~10 passes over
+    the largest activations of the network; this makes 3 forward and 3 backward.
+    """
+
+    def forward(
+        self,
+        x: Array,
+        weight: Array,
+        bias: Array,
+        *,
+        mean: Array,
+        var: Array,
+        eps: float,
+        batch_stats: bool,
+    ) -> Array:
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        self.axes = (0, *range(2, x.ndim))
+        self.count = x.size // x.shape[1]
+        self.inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype).reshape(shape)
+        self.xhat = (x - mean.reshape(shape)) * self.inv_std
+        self.weight = weight.reshape(shape)
+        self.batch_stats = batch_stats  # were mean/var computed from x itself?
+        return self.xhat * self.weight + bias.reshape(shape)
+
+    def backward(self, grad: Array) -> tuple[Array | None, ...]:
+        dbias = grad.sum(axis=self.axes)
+        dweight = (grad * self.xhat).sum(axis=self.axes)
+        dx = None
+        if self.needs_grad[0]:
+            scale = self.weight * self.inv_std
+            if self.batch_stats:
+                shape = self.weight.shape
+                dx = scale * (
+                    grad
+                    - dbias.reshape(shape) / self.count
+                    - self.xhat * (dweight.reshape(shape) / self.count)
+                )
+            else:
+                dx = grad * scale
+        return dx, dweight, dbias
+
+
+def batch_norm(
+    x: Tensor,
+    running_mean: Array | None,
+    running_var: Array | None,
+    weight: Tensor,
+    bias: Tensor,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalise each channel of ``x`` (``(N, C)`` or ``(N, C, H, W)``).
+
+    In training, batch statistics are used and the running buffers (numpy arrays, updated in
+    place) move towards them with ``momentum``, using the unbiased variance as PyTorch does.
+    """
+    data = x.data
+    if training:
+        axes = (0, *range(2, data.ndim))
+        mean = data.mean(axis=axes)
+        var = data.var(axis=axes)
+        if running_mean is not None and running_var is not None:
+            count = data.size // data.shape[1]
+            running_mean *= 1 - momentum
+            running_mean += momentum * mean
+            running_var *= 1 - momentum
+            running_var += momentum * var * (count / max(count - 1, 1))
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm in eval mode needs running statistics")
+        mean, var = running_mean, running_var
+    return BatchNorm.apply(x, weight, bias, mean=mean, var=var, eps=eps, batch_stats=training)
+
+
+# ---------------------------------------------------------------------- activations
+def relu(x: Tensor) -> Tensor:
+    return x.relu()
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return x.leaky_relu(negative_slope)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    return x.sigmoid()
+
+
+def tanh(x: Tensor) -> Tensor:
+    return x.tanh()
+
+
+class LogSoftmax(Function):
+    """``x - logsumexp(x)`` along ``axis``, shifted by the max so it never overflows."""
+
+    def forward(self, x: Array, axis: int) -> Array:
+        shifted = x - x.max(axis=axis, keepdims=True)
+        self.out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        self.axis = axis
+        return self.out
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad - xp.exp(self.out) * grad.sum(axis=self.axis, keepdims=True),)
+
+
+def log_softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return LogSoftmax.apply(x, axis=dim)
+
+
+def softmax(x: Tensor, dim: int = -1) -> Tensor:
+    return log_softmax(x, dim).exp()
+
+
+# ---------------------------------------------------------------------- layers as functions
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x (..., in)``, ``weight (out, in)``, ``bias (out,)`` -> ``(..., out)``."""
+    out = x @ weight.T
+    return out if bias is None else out + bias
+
+
+def dropout(x: Tensor, p: float = 0.5, training: bool = True, rng: Any = None) -> Tensor:
+    """Zero each element with probability ``p`` and scale the rest by ``1/(1-p)``."""
+    if not training or p == 0.0:
+        return x
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+    rng = rng if rng is not None else xp.random.default_rng()
+    keep = (rng.random(x.shape) >= p).astype(x.dtype) / (1.0 - p)
+    return x * Tensor(keep, dtype=None)
+
+
+# ---------------------------------------------------------------------- losses
+def _reduce(loss: Tensor, reduction: str) -> Tensor:
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "none":
+        return loss
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', not {reduction!r}")
+
+
+def cross_entropy(
+    logits: Tensor,
+    target: Any,
+    weight: Any = None,
+    label_smoothing: float = 0.0,
+    reduction: str = "mean",
+) -> Tensor:
+    """Softmax cross-entropy with integer class targets, as ``torch.nn.functional``.
+
+    ``logits (N, K)``, ``target (N,)`` ints, ``weight (K,)`` per-class weights. With weights,
+    ``mean`` divides by the total weight of the targets (PyTorch's convention).
+    """
+    t = xp.asarray(target.data if isinstance(target, Tensor) else target).astype(xp.int64)
+    n, k = logits.shape
+    logp = log_softmax(logits, dim=1)
+    w = xp.ones(k, dtype=logits.dtype) if weight is None else xp.asarray(_raw_array(weight))
+    w = w.astype(logits.dtype)
+    wt = w[t]  # weight of each sample's target class, (N,)
+    nll = -logp[xp.arange(n), t] * wt
+    if label_smoothing:
+        smooth = -(logp * w).sum(axis=1) * (1.0 / k)
+        loss = nll * (1.0 - label_smoothing) + smooth * label_smoothing
+    else:
+        loss = nll
+    if reduction == "mean":
+        return loss.sum() * (1.0 / float(wt.sum()))
+    return _reduce(loss, reduction)
+
+
+def binary_cross_entropy_with_logits(
+    logits: Tensor,
+    target: Any,
+    weight: Any = None,
+    pos_weight: Any = None,
+    reduction: str = "mean",
+) -> Tensor:
+    """Sigmoid + binary cross-entropy in one stable expression (any shape; target same shape).
+
+    ``loss = (1 - y) x + (1 + (pw - 1) y) * softplus(-x)``, with
+    ``softplus(-x) = log(1 + e^-|x|) + max(-x, 0)`` so no exponent ever exceeds 0.
+    """
+    y = _lift(target, logits)
+    softplus_neg = (1.0 + (-logits.abs()).exp()).log() + (-logits).relu()
+    if pos_weight is None:
+        loss = (1.0 - y) * logits + softplus_neg
+    else:
+        pw = _lift(pos_weight, logits)
+        loss = (1.0 - y) * logits + (1.0 + (pw - 1.0) * y) * softplus_neg
+    if weight is not None:
+        loss = loss * _lift(weight, logits)
+    return _reduce(loss, reduction)
+
+
+def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
+    diff = input - _lift(target, input)
+    return _reduce(diff * diff, reduction)
+
+
+def _raw_array(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x

@@ -1,0 +1,596 @@
+"""Tensor: reverse-mode autograd over n-dimensional arrays.
+
+The design follows ``torch.autograd.Function``: every primitive op is a ``Function`` subclass whose
+``forward`` computes the result from raw arrays and saves what its ``backward`` needs, and whose
+``backward`` turns the gradient of the output into gradients of the inputs. Forward and backward
+sit side by side, one class per op. Everything else (sub, div, mean, sigmoid-free tanh, softmax,
+losses, pooling...) is composed from these primitives, so each derivative is written once.
+
+Broadcasting works everywhere; a single helper, ``unbroadcast``, sums a gradient back to the
+shape of the input it belongs to.
+
+Shapes follow PyTorch: images are NCHW, ``matmul`` is batched over leading axes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from micrograd.backend import DEFAULT_DTYPE, to_numpy, xp
+
+Array = Any  # an xp.ndarray (numpy or cupy)
+Scalar = int | float
+
+_grad_enabled = True
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Context manager: ops inside build no graph (inference, optimizer updates)."""
+    global _grad_enabled
+    previous, _grad_enabled = _grad_enabled, False
+    try:
+        yield
+    finally:
+        _grad_enabled = previous
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside ``no_grad()``."""
+    return _grad_enabled
+
+
+def unbroadcast(grad: Array, shape: tuple[int, ...]) -> Array:
+    """Sum ``grad`` over the axes that broadcasting added or stretched, giving ``shape``."""
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra:
+        grad = grad.sum(axis=tuple(range(extra)))
+    stretched = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if stretched:
+        grad = grad.sum(axis=stretched, keepdims=True)
+    return grad
+
+
+class Function:
+    """One differentiable op. Subclasses define ``forward`` (arrays in, array out) and
+    ``backward`` (output gradient in, one gradient per input out, ``None`` where not needed).
+
+    ``forward`` may stash anything ``backward`` needs on ``self``. ``self.needs_grad[i]`` tells
+    ``backward`` whether input ``i`` wants a gradient, so it can skip work.
+    """
+
+    parents: tuple[Tensor, ...]
+    needs_grad: tuple[bool, ...]
+
+    def forward(self, *arrays: Array, **kwargs: Any) -> Array:
+        raise NotImplementedError
+
+    def backward(self, grad: Array) -> tuple[Array | None, ...]:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
+        """Run the op on tensors and, if any input needs a gradient, record it in the graph."""
+        fn = cls()
+        out = Tensor(fn.forward(*(t.data for t in inputs), **kwargs), dtype=None)
+        if _grad_enabled and any(t.requires_grad for t in inputs):
+            fn.parents = inputs
+            fn.needs_grad = tuple(t.requires_grad for t in inputs)
+            out.requires_grad = True
+            out._ctx = fn
+        return out
+
+
+class Tensor:
+    """An array with an optional gradient.
+
+    ``Tensor(data, requires_grad=False, dtype=float32)``: ``data`` is anything ``xp.asarray``
+    accepts. ``dtype=None`` keeps the array's own dtype (used for float64 gradient checks).
+    """
+
+    __slots__ = ("_ctx", "data", "grad", "requires_grad")
+    __array_priority__ = 1000  # so ``ndarray * Tensor`` defers to Tensor.__rmul__
+
+    def __init__(self, data: Any, requires_grad: bool = False, dtype: Any = DEFAULT_DTYPE) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        arr = xp.asarray(data)
+        if dtype is not None:
+            arr = arr.astype(dtype, copy=False)
+        self.data: Array = arr
+        self.grad: Array | None = None
+        self.requires_grad: bool = requires_grad
+        self._ctx: Function | None = None
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def dtype(self) -> Any:
+        return self.data.dtype
+
+    @property
+    def T(self) -> Tensor:
+        return self.transpose()
+
+    def size(self, dim: int | None = None) -> Any:
+        return self.data.shape if dim is None else self.data.shape[dim]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def numpy(self) -> Any:
+        """The data as a numpy array (shares memory on the numpy backend)."""
+        return to_numpy(self.data)
+
+    def item(self) -> float:
+        return self.data.item()
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def detach(self) -> Tensor:
+        """The same data, cut from the graph."""
+        return Tensor(self.data, dtype=None)
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({self.data!r}{grad})"
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    # ------------------------------------------------------------------ backward
+    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
+
+        ``grad`` defaults to ones (so ``self`` is usually a scalar loss). The graph is walked
+        iteratively (no recursion limit) in reverse topological order; gradients always
+        accumulate with ``+=`` so reused tensors get the sum of all their paths.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad")
+        if grad is None:
+            grad = xp.ones_like(self.data)
+        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.data.dtype)
+
+        order: list[Tensor] = []
+        visited: set[int] = set()
+        stack: list[tuple[Tensor, bool]] = [(self, False)]
+        while stack:
+            node, expanded = stack.pop()
+            if expanded:
+                order.append(node)
+                continue
+            if id(node) in visited:
+                continue
+            visited.add(id(node))
+            stack.append((node, True))
+            if node._ctx is not None:
+                stack.extend((p, False) for p in node._ctx.parents if p.requires_grad)
+
+        grads: dict[int, Array] = {id(self): grad}
+        for node in reversed(order):
+            g = grads.pop(id(node), None)
+            if g is None:
+                continue
+            fn = node._ctx
+            if fn is None:  # a leaf: keep its gradient
+                node.grad = g if node.grad is None else node.grad + g
+                continue
+            for parent, pg in zip(fn.parents, fn.backward(g), strict=True):
+                if pg is None or not parent.requires_grad:
+                    continue
+                pg = unbroadcast(pg, parent.shape)
+                key = id(parent)
+                grads[key] = grads[key] + pg if key in grads else pg
+            if not retain_graph:
+                node._ctx = None
+
+    def zero_grad(self) -> None:
+        self.grad = None
+
+    # ------------------------------------------------------------------ arithmetic
+    def __add__(self, other: Tensor | Scalar) -> Tensor:
+        return Add.apply(self, _lift(other, self))
+
+    def __mul__(self, other: Tensor | Scalar) -> Tensor:
+        return Mul.apply(self, _lift(other, self))
+
+    def __pow__(self, exponent: Scalar) -> Tensor:
+        if isinstance(exponent, Tensor):
+            return (exponent * self.log()).exp()
+        return Pow.apply(self, exponent=exponent)
+
+    def __rpow__(self, base: Scalar) -> Tensor:
+        return (self * float(xp.log(base))).exp()
+
+    def __neg__(self) -> Tensor:
+        return self * -1.0
+
+    def __sub__(self, other: Tensor | Scalar) -> Tensor:
+        return self + (-_lift(other, self))
+
+    def __truediv__(self, other: Tensor | Scalar) -> Tensor:
+        if isinstance(other, Tensor):
+            return self * other**-1
+        return self * (1.0 / other)
+
+    def __radd__(self, other: Scalar) -> Tensor:
+        return self + other
+
+    def __rmul__(self, other: Scalar) -> Tensor:
+        return self * other
+
+    def __rsub__(self, other: Scalar) -> Tensor:
+        return _lift(other, self) - self
+
+    def __rtruediv__(self, other: Scalar) -> Tensor:
+        return _lift(other, self) / self
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return MatMul.apply(self, other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return MatMul.apply(_lift(other, self), self)
+
+    # comparisons give plain boolean arrays: they have no gradient
+    def __lt__(self, other: Any) -> Array:
+        return self.data < _raw(other)
+
+    def __le__(self, other: Any) -> Array:
+        return self.data <= _raw(other)
+
+    def __gt__(self, other: Any) -> Array:
+        return self.data > _raw(other)
+
+    def __ge__(self, other: Any) -> Array:
+        return self.data >= _raw(other)
+
+    # ------------------------------------------------------------------ elementwise
+    def exp(self) -> Tensor:
+        return Exp.apply(self)
+
+    def log(self) -> Tensor:
+        return Log.apply(self)
+
+    def sqrt(self) -> Tensor:
+        return self**0.5
+
+    def relu(self) -> Tensor:
+        return ReLU.apply(self)
+
+    def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
+        return self.relu() - (-self).relu() * negative_slope
+
+    def abs(self) -> Tensor:
+        return self.relu() + (-self).relu()
+
+    def sigmoid(self) -> Tensor:
+        return Sigmoid.apply(self)
+
+    def tanh(self) -> Tensor:
+        return (self * 2.0).sigmoid() * 2.0 - 1.0
+
+    def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
+        return Clip.apply(self, low=min, high=max)
+
+    clamp = clip
+
+    # ------------------------------------------------------------------ reductions
+    def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        return Sum.apply(self, axis=_axes(axis), keepdims=keepdims)
+
+    def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        axes = _axes(axis)
+        count = self.data.size if axes is None else _prod(self.shape[a] for a in axes)
+        return self.sum(axes, keepdims) * (1.0 / count)
+
+    def max(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        return Max.apply(self, axis=_axes(axis), keepdims=keepdims)
+
+    def var(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
+        """Biased variance (divides by n), as used by batch norm."""
+        centred = self - self.mean(axis, keepdims=True)
+        return (centred * centred).mean(axis, keepdims)
+
+    def argmax(self, axis: int | None = None) -> Array:
+        return self.data.argmax(axis=axis)
+
+    # ------------------------------------------------------------------ shape
+    def reshape(self, *shape: Any) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], tuple | list):
+            shape = tuple(shape[0])
+        return Reshape.apply(self, shape=shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0) -> Tensor:
+        return self.reshape(*self.shape[:start_dim], -1)
+
+    def permute(self, *dims: int) -> Tensor:
+        if len(dims) == 1 and isinstance(dims[0], tuple | list):
+            dims = tuple(dims[0])
+        return Permute.apply(self, dims=dims)
+
+    def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
+        """Swap two axes (PyTorch's ``transpose``); with no arguments, the last two."""
+        if self.ndim < 2:
+            return self
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return self.permute(*dims)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return GetItem.apply(self, index=_raw_index(index))
+
+    def pad(self, pad_width: Sequence[tuple[int, int]], value: float = 0.0) -> Tensor:
+        """Constant padding; ``pad_width`` is numpy-style, one (before, after) per axis."""
+        return Pad.apply(self, pad_width=tuple(tuple(p) for p in pad_width), value=value)
+
+
+# ---------------------------------------------------------------------- helpers
+def _lift(x: Any, like: Tensor) -> Tensor:
+    """Wrap a Python number or array as a constant tensor of ``like``'s dtype."""
+    return x if isinstance(x, Tensor) else Tensor(x, dtype=like.dtype)
+
+
+def _raw(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _raw_index(index: Any) -> Any:
+    if isinstance(index, tuple):
+        return tuple(_raw(i) for i in index)
+    return _raw(index)
+
+
+def _axes(axis: int | Sequence[int] | None) -> tuple[int, ...] | None:
+    if axis is None:
+        return None
+    return (axis,) if isinstance(axis, int) else tuple(axis)
+
+
+def _prod(values: Any) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
+
+
+def _expand_reduced(grad: Array, shape: tuple[int, ...], axis: Any, keepdims: bool) -> Array:
+    """Reshape the gradient of a reduction so it broadcasts against the input ``shape``."""
+    if axis is None:
+        return grad.reshape((1,) * len(shape))
+    if not keepdims:
+        axes = sorted(a % len(shape) for a in axis)
+        for a in axes:
+            grad = xp.expand_dims(grad, a)
+    return grad
+
+
+# ---------------------------------------------------------------------- primitives
+class Add(Function):
+    def forward(self, a: Array, b: Array) -> Array:
+        return a + b
+
+    def backward(self, grad: Array) -> tuple[Array, Array]:
+        return grad, grad
+
+
+class Mul(Function):
+    def forward(self, a: Array, b: Array) -> Array:
+        self.a, self.b = a, b
+        return a * b
+
+    def backward(self, grad: Array) -> tuple[Array | None, Array | None]:
+        return (
+            grad * self.b if self.needs_grad[0] else None,
+            grad * self.a if self.needs_grad[1] else None,
+        )
+
+
+class Pow(Function):
+    """``x ** c`` for a constant exponent ``c``."""
+
+    def forward(self, x: Array, exponent: float) -> Array:
+        self.x, self.c = x, exponent
+        return x**exponent
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad * self.c * self.x ** (self.c - 1),)
+
+
+class MatMul(Function):
+    """``a @ b``, batched over leading axes like ``numpy.matmul``; 1-D operands as in numpy."""
+
+    def forward(self, a: Array, b: Array) -> Array:
+        self.a, self.b = a, b
+        return a @ b
+
+    def backward(self, grad: Array) -> tuple[Array | None, Array | None]:
+        a, b = self.a, self.b
+        a2 = a[None, :] if a.ndim == 1 else a
+        b2 = b[:, None] if b.ndim == 1 else b
+        g = grad
+        if a.ndim == 1:
+            g = xp.expand_dims(g, -2)
+        if b.ndim == 1:
+            g = xp.expand_dims(g, -1)
+        ga = g @ xp.swapaxes(b2, -1, -2) if self.needs_grad[0] else None
+        gb = xp.swapaxes(a2, -1, -2) @ g if self.needs_grad[1] else None
+        if ga is not None and a.ndim == 1:
+            ga = ga.reshape(*ga.shape[:-2], ga.shape[-1])
+        if gb is not None and b.ndim == 1:
+            gb = gb.reshape(*gb.shape[:-1])
+        return ga, gb
+
+
+class Exp(Function):
+    def forward(self, x: Array) -> Array:
+        self.out = xp.exp(x)
+        return self.out
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad * self.out,)
+
+
+class Log(Function):
+    def forward(self, x: Array) -> Array:
+        self.x = x
+        return xp.log(x)
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad / self.x,)
+
+
+class ReLU(Function):
+    def forward(self, x: Array) -> Array:
+        self.out = xp.maximum(x, 0)
+        return self.out
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad * (self.out > 0),)
+
+
+class Sigmoid(Function):
+    """1 / (1 + e^-x), computed without overflow for large |x|."""
+
+    def forward(self, x: Array) -> Array:
+        e = xp.exp(-xp.abs(x))  # in (0, 1]: never overflows
+        self.out = xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+        return self.out
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad * self.out * (1 - self.out),)
+
+
+class Clip(Function):
+    def forward(self, x: Array, low: float | None, high: float | None) -> Array:
+        self.inside = xp.ones(x.shape, dtype=bool)
+        if low is not None:
+            self.inside &= x >= low
+        if high is not None:
+            self.inside &= x <= high
+        return xp.clip(x, low, high)
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad * self.inside,)
+
+
+class Sum(Function):
+    def forward(self, x: Array, axis: tuple[int, ...] | None, keepdims: bool) -> Array:
+        self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
+        return x.sum(axis=axis, keepdims=keepdims)
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        g = _expand_reduced(grad, self.shape, self.axis, self.keepdims)
+        return (xp.broadcast_to(g, self.shape),)
+
+
+class Max(Function):
+    """Maximum over axes; ties share the gradient equally (the subgradient PyTorch's ``amax``
+    uses)."""
+
+    def forward(self, x: Array, axis: tuple[int, ...] | None, keepdims: bool) -> Array:
+        self.x, self.axis, self.keepdims = x, axis, keepdims
+        self.out = x.max(axis=axis, keepdims=True)
+        return self.out if keepdims else x.max(axis=axis, keepdims=False)
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        g = _expand_reduced(grad, self.x.shape, self.axis, self.keepdims)
+        mask = self.x == self.out
+        return (mask * (g / mask.sum(axis=self.axis, keepdims=True)),)
+
+
+class Reshape(Function):
+    def forward(self, x: Array, shape: tuple[int, ...]) -> Array:
+        self.shape = x.shape
+        return x.reshape(shape)
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad.reshape(self.shape),)
+
+
+class Permute(Function):
+    def forward(self, x: Array, dims: tuple[int, ...]) -> Array:
+        self.dims = dims
+        return x.transpose(dims)
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad.transpose(xp.argsort(xp.asarray(self.dims)).tolist()),)
+
+
+class GetItem(Function):
+    def forward(self, x: Array, index: Any) -> Array:
+        self.shape, self.dtype, self.index = x.shape, x.dtype, index
+        return x[index]
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        out = xp.zeros(self.shape, dtype=grad.dtype)
+        xp.add.at(out, self.index, grad)  # add.at: repeated fancy indices accumulate
+        return (out,)
+
+
+class Pad(Function):
+    def forward(self, x: Array, pad_width: tuple[tuple[int, int], ...], value: float) -> Array:
+        self.slices = tuple(slice(b, b + n) for (b, _), n in zip(pad_width, x.shape, strict=True))
+        return xp.pad(x, pad_width, constant_values=value)
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        return (grad[self.slices],)
+
+
+class Concatenate(Function):
+    def forward(self, *arrays: Array, axis: int) -> Array:
+        self.axis = axis
+        self.bounds = xp.cumsum(xp.asarray([a.shape[axis] for a in arrays]))[:-1].tolist()
+        return xp.concatenate(arrays, axis=axis)
+
+    def backward(self, grad: Array) -> tuple[Array, ...]:
+        return tuple(xp.split(grad, self.bounds, axis=self.axis))
+
+
+def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along ``axis`` (``torch.cat``)."""
+    return Concatenate.apply(*tensors, axis=axis)
+
+
+cat = concatenate
+
+
+def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
+    """Join tensors along a new ``axis`` (``torch.stack``)."""
+    return concatenate([t.reshape(*t.shape[:axis], 1, *t.shape[axis:]) for t in tensors], axis)
+
+
+def where(condition: Any, a: Tensor, b: Tensor | Scalar) -> Tensor:
+    """``condition ? a : b`` elementwise, composed from a 0/1 mask."""
+    mask = xp.asarray(_raw(condition)).astype(a.dtype)
+    return a * mask + _lift(b, a) * (1.0 - mask)
+
+
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = DEFAULT_DTYPE) -> Tensor:
+    """``torch.tensor``-style constructor."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def zeros(*shape: int, requires_grad: bool = False, dtype: Any = DEFAULT_DTYPE) -> Tensor:
+    return Tensor(xp.zeros(shape, dtype=dtype), requires_grad=requires_grad, dtype=None)
+
+
+def ones(*shape: int, requires_grad: bool = False, dtype: Any = DEFAULT_DTYPE) -> Tensor:
+    return Tensor(xp.ones(shape, dtype=dtype), requires_grad=requires_grad, dtype=None)
