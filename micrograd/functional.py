@@ -190,10 +190,24 @@ def global_avg_pool2d(x: Tensor) -> Tensor:
 
 
 # ---------------------------------------------------------------------- normalisation
+def _channel_rows(a: Array) -> Array:
+    """``(N, C, ...)`` -> ``(C, N*...)``: one row per channel. A free view for conv outputs,
+    which are stored channel-major; a copy otherwise."""
+    return xp.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+
+
+def _from_channel_rows(rows: Array, shape: tuple[int, ...]) -> Array:
+    """Inverse of ``_channel_rows``: a ``shape`` (N, C, ...) view of ``(C, N*...)`` rows."""
+    return xp.moveaxis(rows.reshape(shape[1], shape[0], *shape[2:]), 0, 1)
+
+
 class BatchNorm(Function):
-    """Batch normalisation over every axis but 1 (channels), for 2-D ``(N, C)`` or 4-D
-    ``(N, C, H, W)`` inputs. Fused because composing it from primitives makes ~10 passes over
-    the largest activations of the network; this makes 3 forward and 3 backward.
+    """Batch normalisation over every axis but 1 (channels), for ``(N, C)`` or ``(N, C, H, W)``.
+
+    Fused, and computed on one row per channel, because composed from primitives it would make
+    about ten strided passes over the largest activations of the network.
+    In training it normalises with the batch statistics and moves the running buffers (updated
+    in place) towards them, using the unbiased variance as PyTorch does.
     """
 
     def forward(
@@ -202,35 +216,47 @@ class BatchNorm(Function):
         weight: Array,
         bias: Array,
         *,
-        mean: Array,
-        var: Array,
+        running_mean: Array | None,
+        running_var: Array | None,
+        training: bool,
+        momentum: float,
         eps: float,
-        batch_stats: bool,
     ) -> Array:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        self.axes = (0, *range(2, x.ndim))
-        self.count = x.size // x.shape[1]
-        self.inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype).reshape(shape)
-        self.xhat = (x - mean.reshape(shape)) * self.inv_std
-        self.weight = weight.reshape(shape)
-        self.batch_stats = batch_stats  # were mean/var computed from x itself?
-        return self.xhat * self.weight + bias.reshape(shape)
+        rows = _channel_rows(x)
+        m = rows.shape[1]
+        if training:
+            mean = rows.mean(axis=1)
+            centred = rows - mean[:, None]
+            var = xp.einsum("ij,ij->i", centred, centred) / m
+            if running_mean is not None and running_var is not None:
+                running_mean *= 1 - momentum
+                running_mean += momentum * mean
+                running_var *= 1 - momentum
+                running_var += momentum * var * (m / max(m - 1, 1))
+        else:
+            if running_mean is None or running_var is None:
+                raise ValueError("batch_norm in eval mode needs running statistics")
+            centred, var = rows - running_mean[:, None], running_var
+        inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
+        self.xhat = centred
+        self.xhat *= inv_std[:, None]
+        self.scale = weight * inv_std
+        self.shape, self.count, self.training = x.shape, m, training
+        return _from_channel_rows(self.xhat * weight[:, None] + bias[:, None], x.shape)
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
-        dbias = grad.sum(axis=self.axes)
-        dweight = (grad * self.xhat).sum(axis=self.axes)
+        g = _channel_rows(grad)
+        dbias = g.sum(axis=1)
+        dweight = xp.einsum("ij,ij->i", g, self.xhat)
         dx = None
         if self.needs_grad[0]:
-            scale = self.weight * self.inv_std
-            if self.batch_stats:
-                shape = self.weight.shape
-                dx = scale * (
-                    grad
-                    - dbias.reshape(shape) / self.count
-                    - self.xhat * (dweight.reshape(shape) / self.count)
-                )
+            if self.training:  # the batch statistics depend on x too
+                dx = g - dbias[:, None] / self.count
+                dx -= self.xhat * (dweight[:, None] / self.count)
+                dx *= self.scale[:, None]
             else:
-                dx = grad * scale
+                dx = g * self.scale[:, None]
+            dx = _from_channel_rows(dx, self.shape)
         return dx, dweight, dbias
 
 
@@ -244,27 +270,20 @@ def batch_norm(
     momentum: float = 0.1,
     eps: float = 1e-5,
 ) -> Tensor:
-    """Normalise each channel of ``x`` (``(N, C)`` or ``(N, C, H, W)``).
+    """Normalise each channel of ``x`` (``(N, C)`` or ``(N, C, H, W)``); same shape out.
 
-    In training, batch statistics are used and the running buffers (numpy arrays, updated in
-    place) move towards them with ``momentum``, using the unbiased variance as PyTorch does.
+    ``running_mean``/``running_var`` are ``(C,)`` arrays, updated in place while training.
     """
-    data = x.data
-    if training:
-        axes = (0, *range(2, data.ndim))
-        mean = data.mean(axis=axes)
-        var = data.var(axis=axes)
-        if running_mean is not None and running_var is not None:
-            count = data.size // data.shape[1]
-            running_mean *= 1 - momentum
-            running_mean += momentum * mean
-            running_var *= 1 - momentum
-            running_var += momentum * var * (count / max(count - 1, 1))
-    else:
-        if running_mean is None or running_var is None:
-            raise ValueError("batch_norm in eval mode needs running statistics")
-        mean, var = running_mean, running_var
-    return BatchNorm.apply(x, weight, bias, mean=mean, var=var, eps=eps, batch_stats=training)
+    return BatchNorm.apply(
+        x,
+        weight,
+        bias,
+        running_mean=running_mean,
+        running_var=running_var,
+        training=training,
+        momentum=momentum,
+        eps=eps,
+    )
 
 
 # ---------------------------------------------------------------------- activations

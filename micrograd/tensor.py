@@ -15,6 +15,7 @@ Shapes follow PyTorch: images are NCHW, ``matmul`` is batched over leading axes.
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -195,6 +196,8 @@ class Tensor:
                 if pg is None or not parent.requires_grad:
                     continue
                 pg = unbroadcast(pg, parent.shape)
+                if pg.dtype != parent.dtype:  # e.g. float64 constants must not leak into float32
+                    pg = pg.astype(parent.dtype)
                 key = id(parent)
                 grads[key] = grads[key] + pg if key in grads else pg
             if not retain_graph:
@@ -502,18 +505,46 @@ class Sum(Function):
 
 
 class Max(Function):
-    """Maximum over axes; ties share the gradient equally (the subgradient PyTorch's ``amax``
-    uses)."""
+    """Maximum over axes. The gradient goes to the first maximal element of each reduced block
+    (in C order), as PyTorch's ``max_pool2d`` and ``max(dim)`` do.
+
+    The reduced axes are moved to the front (a view). Small blocks, such as pooling windows,
+    are reduced by an elementwise ``maximum`` over the block positions, which is far faster than
+    numpy's strided reduce; large ones by ``argmax`` over a flattened copy.
+    """
 
     def forward(self, x: Array, axis: tuple[int, ...] | None, keepdims: bool) -> Array:
-        self.x, self.axis, self.keepdims = x, axis, keepdims
-        self.out = x.max(axis=axis, keepdims=True)
-        return self.out if keepdims else x.max(axis=axis, keepdims=False)
+        axes = tuple(range(x.ndim)) if axis is None else tuple(sorted(a % x.ndim for a in axis))
+        front = xp.moveaxis(x, axes, tuple(range(len(axes))))
+        rest = front.shape[len(axes) :]
+        self.shape, self.axes, self.front = x.shape, axes, front
+        self.positions = list(itertools.product(*(range(x.shape[a]) for a in axes)))
+        if len(self.positions) <= 64:
+            out = xp.array(front[self.positions[0]], order="K")  # a copy; 0-d if reducing all
+            for pos in self.positions[1:]:
+                xp.maximum(out, front[pos], out=out)
+        else:
+            flat = front.reshape(len(self.positions), -1)
+            self.arg = flat.argmax(axis=0)
+            out = flat[self.arg, xp.arange(flat.shape[1])].reshape(rest)
+        self.out = out
+        if keepdims:
+            return out.reshape([1 if i in axes else n for i, n in enumerate(x.shape)])
+        return out
 
     def backward(self, grad: Array) -> tuple[Array]:
-        g = _expand_reduced(grad, self.x.shape, self.axis, self.keepdims)
-        mask = self.x == self.out
-        return (mask * (g / mask.sum(axis=self.axis, keepdims=True)),)
+        g = grad.reshape(self.out.shape)
+        dfront = xp.zeros(self.front.shape, dtype=g.dtype)
+        if len(self.positions) <= 64:
+            taken = xp.zeros(self.out.shape, dtype=bool)
+            for pos in self.positions:
+                first = (self.front[pos] == self.out) & ~taken
+                dfront[pos] = g * first
+                taken |= first
+        else:
+            dflat = dfront.reshape(len(self.positions), -1)
+            dflat[self.arg, xp.arange(dflat.shape[1])] = g.reshape(-1)
+        return (xp.moveaxis(dfront, tuple(range(len(self.axes))), self.axes),)
 
 
 class Reshape(Function):

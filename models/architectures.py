@@ -1,0 +1,129 @@
+"""Networks built from a JSON-able config dict, so a model card fully describes its model.
+
+Two families:
+
+- ``{"type": "resnet", "channels": [c1, c2, c3], "stem": c0, "dropout": p}``: a small residual
+  CNN for ``(N, 3, H, W)`` images. A 3x3 stem, then per stage a stride-2 downsampling conv and one
+  residual block (two 3x3 convs with BatchNorm and an identity shortcut), then global average
+  pooling and a linear classifier. Global pooling makes it indifferent to where in the frame the
+  hotdog is, and it works for any input size.
+- ``{"type": "mlp", "in_features": d, "hidden": [h1, h2], "dropout": p}``: the original approach,
+  a multi-layer perceptron over flattened (usually grayscale) pixels ``(N, C, H, W) -> (N, d)``.
+
+Both output ``(N, num_classes)`` logits; class 1 is "hotdog".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from micrograd import nn
+from micrograd.tensor import Tensor
+
+
+class ConvBNReLU(nn.Sequential):
+    """3x3 conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU. NCHW -> NCHW."""
+
+    def __init__(self, cin: int, cout: int, stride: int, rng: np.random.Generator) -> None:
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False, rng=rng),
+            nn.BatchNorm2d(cout),
+            nn.ReLU(),
+        )
+
+
+class ResidualBlock(nn.Module):
+    """``relu(x + bn(conv(relu(bn(conv(x))))))``: shape-preserving, ``(N, C, H, W)``."""
+
+    def __init__(self, channels: int, rng: np.random.Generator) -> None:
+        self.conv1 = ConvBNReLU(channels, channels, 1, rng)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False, rng=rng)
+        self.bn2 = nn.BatchNorm2d(channels)
+        # start each block close to the identity so the deep signal path trains from step one
+        self.bn2.weight.data[...] = 0.25
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x + self.bn2(self.conv2(self.conv1(x)))).relu()
+
+
+class ResNet(nn.Module):
+    """Small residual CNN: ``(N, in_channels, H, W)`` -> ``(N, num_classes)`` logits."""
+
+    def __init__(
+        self,
+        channels: list[int],
+        stem: int,
+        in_channels: int = 3,
+        num_classes: int = 2,
+        dropout: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        layers: list[nn.Module] = [ConvBNReLU(in_channels, stem, 1, rng), nn.MaxPool2d(2)]
+        cin = stem
+        for i, c in enumerate(channels):
+            if i > 0 or c != cin:
+                layers.append(ConvBNReLU(cin, c, 2 if i > 0 else 1, rng))
+            layers.append(ResidualBlock(c, rng))
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.GlobalAvgPool2d()
+        self.dropout = nn.Dropout(dropout, rng=rng)
+        self.head = nn.Linear(cin, num_classes, rng=rng)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.dropout(self.pool(self.features(x))))
+
+    def feature_maps(self, x: Tensor) -> Tensor:
+        """The last convolutional feature maps ``(N, C, h, w)`` (for class-activation maps)."""
+        return self.features(x)
+
+
+class MLP(nn.Module):
+    """Flattened pixels -> ReLU hidden layers -> logits: ``(N, C, H, W)`` -> ``(N, classes)``."""
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden: list[int],
+        num_classes: int = 2,
+        dropout: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        layers: list[nn.Module] = [nn.Flatten()]
+        cin = in_features
+        for h in hidden:
+            layers += [nn.Linear(cin, h, rng=rng), nn.BatchNorm1d(h), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout, rng=rng))
+            cin = h
+        layers.append(nn.Linear(cin, num_classes, rng=rng))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+def build(config: dict[str, Any]) -> nn.Module:
+    """Instantiate the network a config dict describes (see the module docstring)."""
+    kind = config.get("type")
+    params = {k: v for k, v in config.items() if k != "type"}
+    if kind == "resnet":
+        return ResNet(**params)
+    if kind == "mlp":
+        return MLP(**params)
+    raise ValueError(f"unknown architecture type {kind!r} (expected 'resnet' or 'mlp')")
+
+
+#: The shipped CNN's architecture (benchmarks and training presets use it).
+HOTDOG_CNN: dict[str, Any] = {
+    "type": "resnet",
+    "stem": 24,
+    "channels": [32, 64, 128],
+    "in_channels": 3,
+    "num_classes": 2,
+    "dropout": 0.2,
+}
