@@ -155,13 +155,21 @@ class Tensor:
         return id(self)
 
     # ------------------------------------------------------------------ backward
-    def backward(self, grad: Any = None, retain_graph: bool = False) -> None:
+    def backward(
+        self,
+        grad: Any = None,
+        retain_graph: bool = False,
+        inputs: Sequence[Tensor] | None = None,
+    ) -> None:
         """Accumulate d(self)/d(leaf) into every leaf's ``.grad``.
 
         ``grad`` defaults to ones (so ``self`` is usually a scalar loss). The graph is walked
         iteratively (no recursion limit) in reverse topological order; gradients always
         accumulate with ``+=`` so reused tensors get the sum of all their paths.
+        ``inputs``: if given, only these leaves receive ``.grad`` (as in PyTorch), so e.g. a
+        saliency map can be taken without touching the shared model's parameters.
         """
+        wanted = None if inputs is None else {id(t) for t in inputs}
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require grad")
         if grad is None:
@@ -190,7 +198,8 @@ class Tensor:
                 continue
             fn = node._ctx
             if fn is None:  # a leaf: keep its gradient
-                node.grad = g if node.grad is None else node.grad + g
+                if wanted is None or id(node) in wanted:
+                    node.grad = g if node.grad is None else node.grad + g
                 continue
             for parent, pg in zip(fn.parents, fn.backward(g), strict=True):
                 if pg is None or not parent.requires_grad:

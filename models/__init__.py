@@ -1,0 +1,56 @@
+"""Hotdog classifiers: shipped weights and the code that loads them.
+
+>>> from models import load
+>>> clf = load("hotdog_cnn")
+>>> clf.predict("photo.jpg")            # doctest: +SKIP
+Prediction(label='hotdog', p_hotdog=0.97)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from models.classifier import Classifier, Explanation, Prediction, from_file
+from models.io import ModelFileError, load_model_file, read_json
+from models.preprocess import ImageError
+
+MODELS_DIR = Path(__file__).resolve().parent
+DEFAULT_MODEL = "hotdog_cnn"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODELS_DIR",
+    "Classifier",
+    "Explanation",
+    "ImageError",
+    "ModelFileError",
+    "Prediction",
+    "available",
+    "load",
+]
+
+
+def available() -> list[str]:
+    """Names of the shipped models (``NAME.npz`` with a ``NAME.json`` card in ``models/``),
+    the default first."""
+    names = sorted(p.stem for p in MODELS_DIR.glob("*.npz") if p.with_suffix(".json").exists())
+    return sorted(names, key=lambda n: n != DEFAULT_MODEL)
+
+
+def load(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> Classifier:
+    """Load a shipped model by name (``"hotdog_cnn"``) or any weights file by path.
+
+    The model card (``.json`` next to the weights) is attached as ``classifier.card`` when
+    present. Raises ``ModelFileError`` with a one-line message if the file is missing or bad.
+    """
+    path = Path(name_or_path)
+    if path.suffix != ".npz" and not path.exists():
+        path = MODELS_DIR / f"{name_or_path}.npz"
+    state, config = load_model_file(path)
+    card_path = path.with_suffix(".json")
+    card = read_json(card_path) if card_path.exists() else {}
+    try:
+        return from_file(state, config, name=path.stem, card=card)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ModelFileError(f"{path} does not match its architecture ({exc})") from None

@@ -1,0 +1,159 @@
+"""A trained network plus its preprocessing: images in, "hotdog" / "not_hotdog" out.
+
+A ``Classifier`` is read-only after construction: predicting and explaining build a fresh graph
+per call and never write to the network (no gradients land on its parameters, BatchNorm stays in
+eval mode), so one instance can serve many users and threads at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from micrograd import Tensor, no_grad
+from micrograd import functional as F
+from micrograd.nn import Module
+from models.preprocess import ImageSource, PreprocessConfig, image_to_uint8, load_image, normalize
+
+CLASS_NAMES = ("not_hotdog", "hotdog")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One verdict. ``label`` is ``"hotdog"`` or ``"not_hotdog"``; ``p_hotdog`` in [0, 1]."""
+
+    label: str
+    p_hotdog: float
+
+    @property
+    def is_hotdog(self) -> bool:
+        return self.label == "hotdog"
+
+    @property
+    def confidence(self) -> float:
+        """Probability of the predicted label."""
+        return self.p_hotdog if self.is_hotdog else 1.0 - self.p_hotdog
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Why the model said what it said about one image.
+
+    image: ``(size, size, 3) uint8``, the image exactly as the model saw it.
+    saliency: ``(size, size) float32`` in [0, 1]: how much each pixel moves the hotdog score
+        (SmoothGrad: mean absolute input gradient over a few noisy copies).
+    prediction: the verdict for the image.
+    """
+
+    image: np.ndarray
+    saliency: np.ndarray
+    prediction: Prediction
+
+
+class Classifier:
+    """``model``: logits ``(N, 2)`` from ``(N, C, size, size)``; ``preprocess``: how images are
+    turned into that input; ``threshold``: ``p_hotdog`` at or above it means "hotdog";
+    ``tta``: average the prediction with the mirrored image (test-time augmentation)."""
+
+    def __init__(
+        self,
+        model: Module,
+        preprocess: PreprocessConfig,
+        name: str = "model",
+        card: dict[str, Any] | None = None,
+        threshold: float = 0.5,
+        tta: bool = False,
+    ) -> None:
+        self.model = model.eval()
+        self.preprocess = preprocess
+        self.name = name
+        self.card = card or {}
+        self.threshold = threshold
+        self.tta = tta
+
+    # ------------------------------------------------------------------ arrays
+    def p_hotdog_arrays(self, x: np.ndarray) -> np.ndarray:
+        """``float32 (N, C, size, size)`` normalised input -> ``(N,)`` probability of hotdog."""
+        with no_grad():
+            p = F.softmax(self.model(Tensor(x)), dim=1).data[:, 1]
+            if self.tta:
+                p = 0.5 * (p + F.softmax(self.model(Tensor(x[..., ::-1])), dim=1).data[:, 1])
+        return np.asarray(p, dtype=np.float64)
+
+    def uint8_batch(self, images: Sequence[ImageSource]) -> np.ndarray:
+        """Decode and resize images -> ``uint8 (N, size, size, 3)`` (what the model sees)."""
+        size = self.preprocess.size
+        return np.stack([image_to_uint8(load_image(im, draft_size=size), size) for im in images])
+
+    def p_hotdog_uint8(self, batch: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """``uint8 (N, size, size, 3)`` -> ``(N,)`` probability of hotdog, in chunks."""
+        out = [
+            self.p_hotdog_arrays(normalize(batch[i : i + batch_size], self.preprocess))
+            for i in range(0, len(batch), batch_size)
+        ]
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def verdict(self, p_hotdog: float) -> Prediction:
+        label = CLASS_NAMES[1] if p_hotdog >= self.threshold else CLASS_NAMES[0]
+        return Prediction(label, float(p_hotdog))
+
+    # ------------------------------------------------------------------ images
+    def predict(self, image: ImageSource) -> Prediction:
+        """One image (path, bytes, file object or PIL image) -> ``Prediction``.
+
+        Raises ``models.preprocess.ImageError`` if it is not a usable image.
+        """
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: Sequence[ImageSource]) -> list[Prediction]:
+        """Several images -> one ``Prediction`` each (all decoded first; any bad one raises)."""
+        if not images:
+            return []
+        return [self.verdict(p) for p in self.p_hotdog_uint8(self.uint8_batch(images))]
+
+    def explain(self, image: ImageSource, samples: int = 8, noise: float = 0.1) -> Explanation:
+        """Saliency of one image: the gradient of the hotdog margin (logit_hotdog -
+        logit_not_hotdog) with respect to the input pixels, averaged over ``samples`` noisy
+        copies (SmoothGrad, noise std ``noise`` in normalised units) to calm the noise of raw
+        gradients. Computed on a graph of its own; the model's parameters are not touched.
+        """
+        rgb = self.uint8_batch([image])
+        x = normalize(rgb, self.preprocess)
+        rng = np.random.default_rng(0)  # fixed: the same image always gets the same map
+        noisy = x + rng.normal(0, noise, (samples, *x.shape[1:])).astype(np.float32)
+        noisy[0] = x[0]
+        inp = Tensor(noisy, requires_grad=True)
+        logits = self.model(inp)
+        (logits[:, 1] - logits[:, 0]).sum().backward(inputs=[inp])
+        grad = np.abs(np.asarray(inp.grad)).mean(axis=0).max(axis=0)  # (size, size)
+        top = float(np.percentile(grad, 99)) or 1.0
+        saliency = np.clip(grad / top, 0.0, 1.0).astype(np.float32)
+        p = float(self.p_hotdog_arrays(x)[0])
+        return Explanation(image=rgb[0], saliency=saliency, prediction=self.verdict(p))
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.name!r}, input={self.preprocess.size}px, tta={self.tta})"
+
+
+def from_file(state: dict[str, np.ndarray], config: dict[str, Any], **kwargs: Any) -> Classifier:
+    """Rebuild a ``Classifier`` from ``models.io.load_model_file``'s ``(state, config)``."""
+    from models.architectures import build
+
+    model = build(config["architecture"])
+    model.load_state_dict(state)
+    return Classifier(
+        model,
+        PreprocessConfig.from_dict(config["preprocess"]),
+        threshold=float(config.get("threshold", 0.5)),
+        tta=bool(config.get("tta", False)),
+        **kwargs,
+    )
+
+
+def to_pil(image: np.ndarray) -> Image.Image:
+    """``uint8 (H, W, 3)`` -> PIL image (for display)."""
+    return Image.fromarray(np.asarray(image, dtype=np.uint8))

@@ -1,0 +1,118 @@
+"""Weight files and model cards.
+
+A model is two files side by side:
+
+- ``NAME.npz``: every parameter and buffer (``state_dict``) as plain float32 arrays, plus one
+  ``__config__`` entry holding the JSON needed to rebuild and feed the network (architecture,
+  preprocessing, class names). It loads with ``numpy.load(..., allow_pickle=False)``: no pickle,
+  so a weight file can never run code.
+- ``NAME.json``: the model card, everything a person wants to know about the model (data,
+  training recipe, metrics, per-epoch history). The app shows it; nothing needs it to predict.
+
+Every write goes to a temporary file in the same folder, is flushed to disk, then renamed over
+the target, so a crash mid-write leaves the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+CONFIG_KEY = "__config__"
+
+
+class ModelFileError(ValueError):
+    """A weight file or model card that is missing, corrupt or inconsistent (one-line message)."""
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
+    """Open a temporary file next to ``path`` for binary writing; on success it replaces
+    ``path`` in one rename. On any error the temporary file is removed and ``path`` untouched."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def save_arrays(path: str | os.PathLike[str], arrays: dict[str, Any]) -> None:
+    """Write ``arrays`` (name -> array or JSON-able scalar) to an ``.npz`` atomically."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v) for k, v in arrays.items()})
+    with atomic_write(path) as f:
+        f.write(buffer.getvalue())
+
+
+def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` (no pickle). Raises ``ModelFileError`` on bad files."""
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(f"no such weights file: {p}")
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise ModelFileError(f"{p} is not a readable .npz weights file ({exc})") from None
+
+
+def save_model(
+    path: str | os.PathLike[str],
+    state: dict[str, np.ndarray],
+    config: dict[str, Any],
+    card: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``path`` (``.npz``: ``state`` + ``config``) and, if given, the card next to it
+    (same name, ``.json``). Returns the ``.npz`` path."""
+    npz = Path(path).with_suffix(".npz")
+    arrays: dict[str, Any] = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
+    arrays[CONFIG_KEY] = np.asarray(json.dumps(config))
+    save_arrays(npz, arrays)
+    if card is not None:
+        write_json(npz.with_suffix(".json"), card)
+    return npz
+
+
+def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a weights file written by ``save_model``: ``(state_dict, config)``."""
+    arrays = load_arrays(path)
+    if CONFIG_KEY not in arrays:
+        raise ModelFileError(f"{path} has no model config: not a weights file of this project")
+    try:
+        config = json.loads(str(arrays.pop(CONFIG_KEY)))
+    except json.JSONDecodeError as exc:
+        raise ModelFileError(f"{path} has a corrupt model config ({exc})") from None
+    return arrays, config
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as pretty JSON atomically."""
+    with atomic_write(path) as f:
+        f.write((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON object; ``ModelFileError`` if missing or corrupt."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ModelFileError(f"no such file: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path} is not valid JSON ({exc})") from None
