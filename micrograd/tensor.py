@@ -199,7 +199,9 @@ class Tensor:
             fn = node._ctx
             if fn is None:  # a leaf: keep its gradient
                 if wanted is None or id(node) in wanted:
-                    node.grad = g if node.grad is None else node.grad + g
+                    # g may be a read-only broadcast view, or the very array another leaf got
+                    # (Add hands one grad to both inputs): copy so in-place edits stay local
+                    node.grad = g.copy() if node.grad is None else node.grad + g
                 continue
             for parent, pg in zip(fn.parents, fn.backward(g), strict=True):
                 if pg is None or not parent.requires_grad:
@@ -437,11 +439,11 @@ class MatMul(Function):
         a, b = self.a, self.b
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
-        g = grad
-        if a.ndim == 1:
-            g = xp.expand_dims(g, -2)
+        g = grad  # restore the axes numpy dropped for 1-D operands (both, for a 0-d dot product)
         if b.ndim == 1:
-            g = xp.expand_dims(g, -1)
+            g = g[..., None]
+        if a.ndim == 1:
+            g = g[..., None, :]
         ga = g @ xp.swapaxes(b2, -1, -2) if self.needs_grad[0] else None
         gb = xp.swapaxes(a2, -1, -2) @ g if self.needs_grad[1] else None
         if ga is not None and a.ndim == 1:
@@ -567,8 +569,8 @@ class Reshape(Function):
 
 class Permute(Function):
     def forward(self, x: Array, dims: tuple[int, ...]) -> Array:
-        self.dims = dims
-        return x.transpose(dims)
+        self.dims = tuple(d % x.ndim for d in dims)  # argsort inverts only non-negative dims
+        return x.transpose(self.dims)
 
     def backward(self, grad: Array) -> tuple[Array]:
         return (grad.transpose(xp.argsort(xp.asarray(self.dims)).tolist()),)
@@ -614,13 +616,29 @@ cat = concatenate
 
 def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along a new ``axis`` (``torch.stack``)."""
+    axis %= tensors[0].ndim + 1  # a negative axis counts from the end of the *output*
     return concatenate([t.reshape(*t.shape[:axis], 1, *t.shape[axis:]) for t in tensors], axis)
 
 
+class Where(Function):
+    """``condition ? a : b``. A primitive rather than ``a*m + b*(1-m)``: an inf or nan in the
+    branch not taken (``where(x > 0, x.log(), 0)``) must not leak into the result as ``0*inf``."""
+
+    def forward(self, a: Array, b: Array, condition: Array) -> Array:
+        self.condition = condition
+        return xp.where(condition, a, b)
+
+    def backward(self, grad: Array) -> tuple[Array | None, Array | None]:
+        zero = xp.zeros((), dtype=grad.dtype)
+        return (
+            xp.where(self.condition, grad, zero) if self.needs_grad[0] else None,
+            xp.where(self.condition, zero, grad) if self.needs_grad[1] else None,
+        )
+
+
 def where(condition: Any, a: Tensor, b: Tensor | Scalar) -> Tensor:
-    """``condition ? a : b`` elementwise, composed from a 0/1 mask."""
-    mask = xp.asarray(_raw(condition)).astype(a.dtype)
-    return a * mask + _lift(b, a) * (1.0 - mask)
+    """``condition ? a : b`` elementwise (``torch.where``); all three broadcast together."""
+    return Where.apply(a, _lift(b, a), condition=xp.asarray(_raw(condition), dtype=bool))
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = DEFAULT_DTYPE) -> Tensor:
