@@ -43,6 +43,9 @@ ImageSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | I
 # refused from its header, before a single pixel is decoded: such a file costs hundreds of MB
 # to decode and no photo needs it to be classified at 64x64.
 MAX_PIXELS = 89_478_485
+# Encoded size limit, checked before reading: a photo is a few MB, and a multi-GB file renamed
+# to .jpg must not be read into memory just to be refused.
+MAX_FILE_BYTES = 256 * 1024 * 1024
 
 # Resampling for the one resize in the pipeline. LANCZOS antialiases when shrinking;
 # reducing_gap lets Pillow first shrink by an integer factor with a box filter (fast, exact
@@ -137,6 +140,8 @@ def load_image(source: ImageSource, *, draft_size: int | None = None) -> Image.I
     try:
         with warnings.catch_warnings():
             # Pillow warns above MAX_PIXELS; _check_size refuses those with a clearer message.
+            # Only Image.open (header parsing) runs under this filter, so the window in which
+            # another thread could see it is short and harmless.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(fp)
     except Image.DecompressionBombError as exc:
@@ -164,6 +169,8 @@ def _open_source(source: ImageSource) -> IO[bytes]:
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
         try:
+            if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
+                raise ImageError(_file_too_large_message(path.stat().st_size))
             data = path.read_bytes()
         except FileNotFoundError:
             raise ImageError(f"file not found: {path}") from None
@@ -175,13 +182,17 @@ def _open_source(source: ImageSource) -> IO[bytes]:
         try:
             if hasattr(source, "seek"):
                 source.seek(0)
-            data = source.read()
+            data = source.read(MAX_FILE_BYTES + 1)
         except Exception as exc:
             raise ImageError(f"cannot read the upload: {exc}") from None
         if not isinstance(data, (bytes, bytearray)):
             raise ImageError("the file object must be opened in binary mode")
+        if len(data) > MAX_FILE_BYTES:
+            raise ImageError(_file_too_large_message(len(data)))
     else:
         raise ImageError(f"cannot read an image from a {type(source).__name__}")
+    if len(data) > MAX_FILE_BYTES:
+        raise ImageError(_file_too_large_message(len(data)))
     if not data:
         raise ImageError("empty file")
     # Reading everything up front (photos are a few MB) means no file handle outlives this
@@ -263,6 +274,11 @@ def _check_size(size: tuple[int, int]) -> None:
         raise ImageError(
             f"image is too large ({w}x{h} pixels; the limit is {MAX_PIXELS / 1e6:.1f} megapixels)"
         )
+
+
+def _file_too_large_message(n_bytes: int) -> str:
+    mb = 1024 * 1024
+    return f"file is too large ({n_bytes / mb:.0f} MB; the limit is {MAX_FILE_BYTES // mb} MB)"
 
 
 def _too_large_message(exc: Exception) -> str:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import models.preprocess as pre
 from models.preprocess import (
     MAX_PIXELS,
     ImageError,
@@ -351,3 +352,15 @@ def test_out_of_range_values_are_stretched() -> None:
     ramp = np.linspace(-3.0, 5.0, 9, dtype=np.float32).reshape(1, 9)
     out = np.asarray(load_image(Image.fromarray(ramp, "F")))[0, :, 0]
     assert out[0] == 0 and out[-1] == 255 and (np.diff(out.astype(int)) > 0).all()
+
+
+def test_oversized_file_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pre, "MAX_FILE_BYTES", 1000)
+    data = encode(Image.new("RGB", (64, 64)), "BMP")  # ~12 KB
+    path = tmp_path / "big.bmp"
+    path.write_bytes(data)
+    for source in (path, data, io.BytesIO(data)):
+        with pytest.raises(ImageError, match=r"^file is too large \("):
+            load_image(source)
