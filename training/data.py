@@ -348,45 +348,49 @@ def _decode_all(
     progress: Progress | None,
 ) -> Dataset:
     jobs = [(str(s.path), size, cache_size) for s in samples]
+    total = len(jobs)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-    workers = max(1, min(workers, len(jobs)))
-    total = len(jobs)
-    results: list[tuple[np.ndarray, np.ndarray] | str] = []
-
-    def tick() -> None:
-        if progress and (len(results) % 64 == 0 or len(results) == total):
-            progress(len(results), total)
+    workers = max(1, min(workers, total))
+    # Results go straight into the final arrays (no list of per-image arrays held twice).
+    images = np.zeros((total, cache_size, cache_size, 3), np.uint8)
+    eval_images = images if cache_size == size else np.zeros((total, size, size, 3), np.uint8)
+    errors: dict[int, str] = {}
 
     if workers == 1 or total < 64:
-        for job in jobs:
-            results.append(_decode_star(job))
-            tick()
+        results: Iterator[tuple[np.ndarray, np.ndarray] | str] = map(_decode_star, jobs)
+        pool = None
     else:
         # Processes, not threads: resizing and format conversion hold the GIL for part of
         # the work. Chunks amortise the inter-process round trips.
-        chunk = max(8, min(256, total // (workers * 8)))
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            for result in pool.map(_decode_star, jobs, chunksize=chunk):
-                results.append(result)
-                tick()
+        pool = ProcessPoolExecutor(max_workers=workers)
+        results = pool.map(_decode_star, jobs, chunksize=max(8, min(256, total // (workers * 8))))
+    try:
+        for i, result in enumerate(results):
+            if isinstance(result, str):
+                errors[i] = result
+            else:
+                images[i] = result[0]
+                if eval_images is not images:
+                    eval_images[i] = result[1]
+            done = i + 1
+            if progress and (done % 64 == 0 or done == total):
+                progress(done, total)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
 
-    keep = [i for i, r in enumerate(results) if not isinstance(r, str)]
-    skipped = tuple((str(samples[i].path), r) for i, r in enumerate(results) if isinstance(r, str))
-    images = np.zeros((len(keep), cache_size, cache_size, 3), np.uint8)
-    eval_images = images if cache_size == size else np.zeros((len(keep), size, size, 3), np.uint8)
-    for row, i in enumerate(keep):
-        train_arr, eval_arr = results[i]
-        images[row] = train_arr
-        if eval_images is not images:
-            eval_images[row] = eval_arr
+    keep = np.array([i for i in range(total) if i not in errors], dtype=np.int64)
+    if errors:
+        images = images[keep]
+        eval_images = images if cache_size == size else eval_images[keep]
     return Dataset(
         images=images,
         eval_images=eval_images,
         labels=np.array([samples[i].label for i in keep], dtype=np.int64),
         sources=np.array([samples[i].source for i in keep], dtype=str),
         paths=np.array([str(samples[i].path) for i in keep], dtype=str),
-        skipped=skipped,
+        skipped=tuple((str(samples[i].path), errors[i]) for i in sorted(errors)),
     )
 
 
