@@ -160,7 +160,7 @@ def max_pool2d(
 ) -> Tensor:
     """Max over ``kernel_size`` windows: ``(N, C, H, W)`` -> ``(N, C, Ho, Wo)``.
 
-    Ties share the gradient equally (PyTorch sends it all to one of them).
+    Within a window the gradient goes to the first maximal element (row-major), as in PyTorch.
     """
     return _pool(x, kernel_size, stride, padding, -float("inf"), "max")
 

@@ -1,0 +1,393 @@
+"""micrograd.functional against central differences and torch.nn.functional.
+
+Every layer function is checked for output shape and values and for the gradients of all its
+inputs (under a non-uniform loss, see ``tests.gradcheck``), on small shapes with odd sizes,
+non-square images, strides and padding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+import micrograd.functional as F
+from micrograd import Tensor
+from tests.conftest import optional_import
+from tests.gradcheck import compare_with_torch, gradcheck
+
+
+@pytest.fixture(scope="module")
+def torch() -> Any:
+    return optional_import("torch")
+
+
+def randn(*shape: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def _check(
+    ours: Callable[..., Tensor],
+    theirs: Callable[..., Any],
+    inputs: list[np.ndarray],
+    torch: Any,
+    check_gradients: bool = True,
+) -> None:
+    """Compare with PyTorch and, when asked, with central differences too."""
+    compare_with_torch(ours, theirs, inputs, torch)
+    if check_gradients:
+        gradcheck(ours, inputs)
+
+
+# ---------------------------------------------------------------------- convolution
+CONV_CASES = [
+    # x shape, weight shape, stride, padding, bias
+    pytest.param((2, 3, 5, 6), (4, 3, 3, 3), 1, 0, True, id="3x3"),
+    pytest.param((2, 3, 7, 5), (2, 3, 3, 3), 2, 1, False, id="3x3-stride2-pad1"),
+    pytest.param((1, 2, 6, 6), (3, 2, 1, 1), 1, 0, True, id="1x1"),
+    pytest.param((2, 2, 6, 7), (3, 2, 5, 5), 1, 2, True, id="5x5-pad2"),
+    pytest.param((1, 3, 8, 7), (2, 3, 2, 2), 2, 0, False, id="2x2-stride2"),
+    pytest.param((1, 2, 5, 6), (2, 2, 3, 2), 1, 1, True, id="3x2-kernel"),
+    pytest.param((2, 1, 4, 9), (2, 1, 3, 3), 3, 1, True, id="stride3"),
+]
+
+
+@pytest.mark.parametrize(("xs", "ws", "stride", "padding", "bias"), CONV_CASES)
+def test_conv2d(
+    xs: tuple[int, ...], ws: tuple[int, ...], stride: int, padding: int, bias: bool, torch: Any
+) -> None:
+    inputs = [randn(*xs, seed=1), randn(*ws, seed=2)]
+    if bias:
+        inputs.append(randn(ws[0], seed=3))
+
+    def ours(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        return F.conv2d(x, w, b, stride=stride, padding=padding)
+
+    def theirs(x: Any, w: Any, b: Any = None) -> Any:
+        return torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding)
+
+    _check(ours, theirs, inputs, torch)
+
+
+def test_conv2d_channel_mismatch_raises() -> None:
+    with pytest.raises(ValueError, match="channels"):
+        F.conv2d(Tensor(np.zeros((1, 3, 4, 4))), Tensor(np.zeros((2, 2, 3, 3))))
+
+
+def test_conv2d_of_a_conv_output(torch: Any) -> None:
+    # conv2d returns an NCHW view of channel-major memory; a second conv must read it correctly
+    def ours(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
+        return F.conv2d(F.conv2d(x, w1, padding=1).relu(), w2, stride=2)
+
+    def theirs(x: Any, w1: Any, w2: Any) -> Any:
+        conv = torch.nn.functional.conv2d
+        return conv(conv(x, w1, padding=1).relu(), w2, stride=2)
+
+    _check(ours, theirs, [randn(2, 2, 6, 5), randn(3, 2, 3, 3, seed=1), randn(2, 3, 2, 2)], torch)
+
+
+# ---------------------------------------------------------------------- pooling
+POOL_CASES = [
+    # x shape, kernel, stride, padding
+    pytest.param((2, 3, 4, 6), 2, None, 0, id="k2-fast-path"),
+    pytest.param((1, 2, 6, 9), 3, 3, 0, id="k3-fast-path"),
+    pytest.param((1, 2, 5, 5), 2, 2, 0, id="k2-odd-size"),
+    pytest.param((1, 2, 7, 7), 3, 2, 0, id="overlapping"),
+    pytest.param((1, 2, 6, 5), 3, 2, 1, id="overlapping-padded"),
+    pytest.param((2, 1, 5, 6), (2, 3), (1, 2), (1, 1), id="rectangular"),
+]
+
+
+@pytest.mark.parametrize(("xs", "kernel", "stride", "padding"), POOL_CASES)
+def test_max_pool2d(
+    xs: tuple[int, ...], kernel: Any, stride: Any, padding: Any, torch: Any
+) -> None:
+    def ours(x: Tensor) -> Tensor:
+        return F.max_pool2d(x, kernel, stride, padding)
+
+    def theirs(x: Any) -> Any:
+        return torch.nn.functional.max_pool2d(x, kernel, stride, padding)
+
+    _check(ours, theirs, [randn(*xs)], torch)
+
+
+@pytest.mark.parametrize(("xs", "kernel", "stride", "padding"), POOL_CASES)
+def test_avg_pool2d(
+    xs: tuple[int, ...], kernel: Any, stride: Any, padding: Any, torch: Any
+) -> None:
+    def ours(x: Tensor) -> Tensor:
+        return F.avg_pool2d(x, kernel, stride, padding)
+
+    def theirs(x: Any) -> Any:
+        return torch.nn.functional.avg_pool2d(x, kernel, stride, padding)
+
+    _check(ours, theirs, [randn(*xs)], torch)
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride"), [pytest.param(2, 2, id="fast-path"), pytest.param(3, 1, id="windows")]
+)
+def test_max_pool2d_ties_match_torch(kernel: int, stride: int, torch: Any) -> None:
+    # after a ReLU whole windows are 0: the gradient goes to one element per window, as in torch
+    data = np.maximum(randn(1, 2, 6, 6), 0.5) - 0.5
+    x = Tensor(data, requires_grad=True, dtype=None)
+    t = torch.tensor(data, requires_grad=True)
+    weights = randn(*F.max_pool2d(x, kernel, stride).shape, seed=5)
+    (F.max_pool2d(x, kernel, stride) * Tensor(weights, dtype=None)).sum().backward()
+    (torch.nn.functional.max_pool2d(t, kernel, stride) * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(x.grad, t.grad.numpy(), atol=1e-12)
+
+
+@pytest.mark.parametrize("size", [1, 2, (3, 2)])
+def test_adaptive_avg_pool2d(size: Any, torch: Any) -> None:
+    def ours(x: Tensor) -> Tensor:
+        return F.adaptive_avg_pool2d(x, size)
+
+    def theirs(x: Any) -> Any:
+        return torch.nn.functional.adaptive_avg_pool2d(x, size)
+
+    _check(ours, theirs, [randn(2, 3, 6, 4)], torch)
+
+
+def test_adaptive_avg_pool2d_needs_divisible_sizes() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        F.adaptive_avg_pool2d(Tensor(np.zeros((1, 1, 5, 5))), 2)
+
+
+def test_global_avg_pool2d(torch: Any) -> None:
+    def theirs(x: Any) -> Any:
+        return torch.nn.functional.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    _check(F.global_avg_pool2d, theirs, [randn(2, 3, 5, 4)], torch)
+
+
+def test_pool_keeps_float32() -> None:
+    x = Tensor(randn(1, 2, 6, 6), requires_grad=True)
+    out = F.max_pool2d(x, 3, 2, 1) + F.avg_pool2d(x, 3, 2, 1)
+    out.sum().backward()
+    assert out.dtype == np.float32 and x.grad is not None and x.grad.dtype == np.float32
+
+
+# ---------------------------------------------------------------------- batch norm
+@pytest.mark.parametrize("shape", [(4, 3, 3, 2), (6, 3)], ids=["2d", "1d"])
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_batch_norm(shape: tuple[int, ...], training: bool, torch: Any) -> None:
+    c = shape[1]
+    mean0, var0 = randn(c, seed=7) * 0.3, np.abs(randn(c, seed=8)) + 0.5
+
+    def ours(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        rm, rv = mean0.copy(), var0.copy()  # fresh buffers: gradcheck calls this many times
+        return F.batch_norm(x, rm, rv, w, b, training=training, momentum=0.2, eps=1e-3)
+
+    def theirs(x: Any, w: Any, b: Any) -> Any:
+        rm, rv = torch.tensor(mean0), torch.tensor(var0)
+        return torch.nn.functional.batch_norm(x, rm, rv, w, b, training, 0.2, 1e-3)
+
+    inputs = [randn(*shape) * 2 + 1, randn(c, seed=2) + 1, randn(c, seed=3)]
+    _check(ours, theirs, inputs, torch)
+
+
+@pytest.mark.parametrize(
+    ("shape", "module"), [((8, 3, 5, 4), "BatchNorm2d"), ((10, 4), "BatchNorm1d")]
+)
+def test_batch_norm_running_stats_match_torch(
+    shape: tuple[int, ...], module: str, torch: Any
+) -> None:
+    c = shape[1]
+    reference = getattr(torch.nn, module)(c, momentum=0.1, eps=1e-5).double()
+    running_mean, running_var = np.zeros(c), np.ones(c)
+    w, b = Tensor(np.ones(c), dtype=None), Tensor(np.zeros(c), dtype=None)
+    for step in range(3):
+        data = randn(*shape, seed=step) * (step + 1) + step
+        out = F.batch_norm(Tensor(data, dtype=None), running_mean, running_var, w, b, True)
+        ref = reference(torch.tensor(data))
+        np.testing.assert_allclose(out.data, ref.detach().numpy(), atol=1e-10)
+    np.testing.assert_allclose(running_mean, reference.running_mean.numpy(), atol=1e-12)
+    np.testing.assert_allclose(running_var, reference.running_var.numpy(), atol=1e-12)
+    reference.eval()
+    data = randn(*shape, seed=9)
+    out = F.batch_norm(Tensor(data, dtype=None), running_mean, running_var, w, b, False)
+    np.testing.assert_allclose(out.data, reference(torch.tensor(data)).detach().numpy(), atol=1e-10)
+
+
+def test_batch_norm_eval_needs_running_stats() -> None:
+    w, b = Tensor(np.ones(2)), Tensor(np.zeros(2))
+    with pytest.raises(ValueError, match="running"):
+        F.batch_norm(Tensor(np.zeros((3, 2))), None, None, w, b, training=False)
+
+
+# ---------------------------------------------------------------------- activations and linear
+@pytest.mark.parametrize(
+    ("ours", "name"),
+    [(F.relu, "relu"), (F.sigmoid, "sigmoid"), (F.tanh, "tanh"), (F.leaky_relu, "leaky_relu")],
+)
+def test_activations(ours: Callable[[Tensor], Tensor], name: str, torch: Any) -> None:
+    data = randn(3, 4)
+    data[np.abs(data) < 0.1] = 0.5  # keep eps away from the kink at 0
+    _check(ours, getattr(torch.nn.functional, name), [data], torch)
+
+
+@pytest.mark.parametrize("dim", [-1, 0, 1])
+def test_log_softmax_and_softmax(dim: int, torch: Any) -> None:
+    x = randn(3, 5) * 3
+    _check(
+        lambda t: F.log_softmax(t, dim),
+        lambda t: torch.nn.functional.log_softmax(t, dim),
+        [x],
+        torch,
+    )
+    _check(lambda t: F.softmax(t, dim), lambda t: torch.nn.functional.softmax(t, dim), [x], torch)
+
+
+def test_softmax_is_stable_at_extreme_logits(torch: Any) -> None:
+    logits = np.array([[1000.0, -1000.0, 0.0], [-1000.0, -1000.0, -1000.0], [1000.0, 1000.0, 0.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        compare_with_torch(
+            F.log_softmax, lambda t: torch.nn.functional.log_softmax(t, -1), [logits], torch
+        )
+        compare_with_torch(F.softmax, lambda t: torch.nn.functional.softmax(t, -1), [logits], torch)
+        x = Tensor(logits, requires_grad=True)  # float32 too
+        F.log_softmax(x).sum().backward()
+    assert np.isfinite(x.grad).all()
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_linear(bias: bool, torch: Any) -> None:
+    inputs = [randn(2, 3, 4), randn(5, 4, seed=1)] + ([randn(5, seed=2)] if bias else [])
+    _check(F.linear, torch.nn.functional.linear, inputs, torch)
+
+
+# ---------------------------------------------------------------------- losses
+TARGETS = np.array([0, 3, 1, 3, 2])
+CLASS_WEIGHTS = np.array([0.5, 2.0, 1.0, 3.0])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_cross_entropy(reduction: str, weighted: bool, smoothing: float, torch: Any) -> None:
+    weight = CLASS_WEIGHTS if weighted else None
+
+    def ours(logits: Tensor) -> Tensor:
+        return F.cross_entropy(logits, TARGETS, weight, smoothing, reduction)
+
+    def theirs(logits: Any) -> Any:
+        return torch.nn.functional.cross_entropy(
+            logits,
+            torch.tensor(TARGETS),
+            weight=None if weight is None else torch.tensor(weight),
+            label_smoothing=smoothing,
+            reduction=reduction,
+        )
+
+    _check(ours, theirs, [randn(5, 4) * 2], torch)
+
+
+def test_cross_entropy_is_stable_at_extreme_logits(torch: Any) -> None:
+    logits = np.array([[1000.0, -1000.0], [-1000.0, 1000.0], [0.0, 1000.0]])
+    target = np.array([1, 1, 0])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        compare_with_torch(
+            lambda t: F.cross_entropy(t, target, label_smoothing=0.1),
+            lambda t: torch.nn.functional.cross_entropy(
+                t, torch.tensor(target), label_smoothing=0.1
+            ),
+            [logits],
+            torch,
+        )
+
+
+def test_cross_entropy_rejects_unknown_reduction() -> None:
+    with pytest.raises(ValueError, match="reduction"):
+        F.cross_entropy(Tensor(np.zeros((2, 2))), [0, 1], reduction="avg")
+
+
+BCE_TARGETS = np.array([[0.0, 1.0, 0.3, 1.0], [1.0, 0.0, 0.0, 0.7], [0.5, 1.0, 1.0, 0.0]])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("pos_weight", [None, np.array([1.0, 3.0, 0.5, 2.0])], ids=["", "pw"])
+@pytest.mark.parametrize("weight", [None, np.array([2.0, 1.0, 0.5, 1.0])], ids=["", "w"])
+def test_binary_cross_entropy_with_logits(
+    reduction: str, pos_weight: Any, weight: Any, torch: Any
+) -> None:
+    def ours(logits: Tensor) -> Tensor:
+        return F.binary_cross_entropy_with_logits(
+            logits, BCE_TARGETS, weight, pos_weight, reduction
+        )
+
+    def theirs(logits: Any) -> Any:
+        return torch.nn.functional.binary_cross_entropy_with_logits(
+            logits,
+            torch.tensor(BCE_TARGETS),
+            weight=None if weight is None else torch.tensor(weight),
+            pos_weight=None if pos_weight is None else torch.tensor(pos_weight),
+            reduction=reduction,
+        )
+
+    logits = randn(3, 4) * 2
+    logits[np.abs(logits) < 0.1] = 0.3  # |x| has a kink at 0
+    _check(ours, theirs, [logits], torch)
+
+
+def test_binary_cross_entropy_is_stable_at_extreme_logits(torch: Any) -> None:
+    logits = np.array([1000.0, -1000.0, 1000.0, -1000.0])
+    target = np.array([0.0, 1.0, 1.0, 0.0])
+    pos_weight = np.array([2.0])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        compare_with_torch(
+            lambda t: F.binary_cross_entropy_with_logits(t, target, pos_weight=pos_weight),
+            lambda t: torch.nn.functional.binary_cross_entropy_with_logits(
+                t, torch.tensor(target), pos_weight=torch.tensor(pos_weight)
+            ),
+            [logits],
+            torch,
+        )
+        x = Tensor(logits, requires_grad=True)  # float32 too
+        loss = F.binary_cross_entropy_with_logits(x, target, reduction="none")
+        loss.sum().backward()
+    np.testing.assert_allclose(loss.data, [1000.0, 1000.0, 0.0, 0.0])
+    np.testing.assert_allclose(x.grad, [1.0, -1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_loss(reduction: str, torch: Any) -> None:
+    target = randn(3, 4, seed=4)
+    _check(
+        lambda x: F.mse_loss(x, target, reduction),
+        lambda x: torch.nn.functional.mse_loss(x, torch.tensor(target), reduction=reduction),
+        [randn(3, 4)],
+        torch,
+    )
+
+
+# ---------------------------------------------------------------------- dropout
+def test_dropout_scales_kept_units_and_is_seeded() -> None:
+    x = Tensor(np.ones((200, 50)), requires_grad=True)
+    out = F.dropout(x, 0.3, training=True, rng=np.random.default_rng(42))
+    again = F.dropout(x, 0.3, training=True, rng=np.random.default_rng(42))
+    np.testing.assert_array_equal(out.data, again.data)
+    assert set(np.unique(out.data).tolist()) == {0.0, np.float32(1 / 0.7)}
+    assert abs((out.data == 0).mean() - 0.3) < 0.02
+    assert out.dtype == np.float32
+    weights = np.random.default_rng(0).standard_normal(x.shape)
+    (out * Tensor(weights)).sum().backward()
+    np.testing.assert_allclose(x.grad, weights * out.data, rtol=1e-6)  # mask/(1-p) * upstream
+
+
+def test_dropout_matches_torch_in_expectation(torch: Any) -> None:
+    x = np.ones((400, 250), dtype=np.float32)
+    ours = F.dropout(Tensor(x), 0.4, training=True, rng=np.random.default_rng(1)).data
+    theirs = torch.nn.functional.dropout(torch.tensor(x), 0.4, training=True).numpy()
+    assert set(np.unique(ours).tolist()) == set(np.unique(theirs).tolist())
+    assert abs(ours.mean() - theirs.mean()) < 0.02  # both unbiased: mean ~ 1
+
+
+def test_dropout_identity_in_eval_and_at_zero() -> None:
+    x = Tensor(np.arange(6.0))
+    assert F.dropout(x, 0.5, training=False) is x
+    assert F.dropout(x, 0.0, training=True) is x
+    with pytest.raises(ValueError):
+        F.dropout(x, 1.0, training=True)
