@@ -165,7 +165,7 @@ def fetch(
 
     dest = Path(dest)
     target = dest / name
-    if target.is_dir() and any(p.is_file() for p in target.rglob("*")) and not force:
+    if not force and target.is_dir() and any(p.is_file() for p in target.rglob("*")):
         log.info("%s is already in %s (force=True downloads it again)", name, target)
         return target
     try:
