@@ -1,0 +1,513 @@
+"""The training loop: ``fit(model, train, val, config)``.
+
+One step: draw indices (balanced batches, or a shuffled permutation with a class-weighted
+loss), cut random crops out of the uint8 training squares (``training.augment``), normalise
+them with THE preprocessing function (``models.preprocess.normalize``), forward, cross-entropy,
+backward, optional gradient clipping, optimizer step, learning-rate schedule step. After each
+epoch the model is scored on ``val.eval_images`` (the exact pixels the app would feed it) and a
+checkpoint is written.
+
+Reproducibility: every random draw comes from one numpy ``Generator`` seeded by
+``TrainConfig.seed`` (batches, augmentation) or from the model's own Dropout generators. The
+checkpoint stores all of their states next to the weights and the optimizer and scheduler
+state, so a run stopped after epoch k and resumed ends with the same weights, bit for bit, as
+one that never stopped.
+
+Progress reaches the caller through ``Callback`` objects; the loop itself prints nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from micrograd import Tensor, no_grad, optim
+from micrograd import functional as F
+from micrograd.nn import Module
+from models.io import ModelFileError, load_arrays, save_arrays
+from models.preprocess import PreprocessConfig, normalize
+from training.augment import Augmenter
+from training.data import Dataset, balanced_batches, class_weights
+from training.metrics import summarize
+
+#: Images per forward pass when scoring (memory, not results, depends on it).
+EVAL_BATCH = 256
+CHECKPOINT_VERSION = 1
+OPTIMIZERS = ("sgd", "adam", "adamw")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or from a different run (one-line message)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides the result of ``fit`` (JSON-able with ``to_dict``).
+
+    epochs: passes over the training set. batch_size: images per step.
+    optimizer: "adamw", "adam" or "sgd" (with ``momentum``). lr: peak learning rate.
+    weight_decay: decoupled for AdamW, L2 for Adam and SGD.
+    warmup_epochs: linear warm-up length (may be fractional); then cosine decay to ``min_lr``.
+    label_smoothing: cross-entropy target smoothing.
+    balanced: half of every batch is hotdog (``balanced_batches``); otherwise shuffled epochs
+        with a class-weighted loss (``class_weights``).
+    augment: ``training.augment.AugmentConfig`` fields (``{}`` = defaults; ``out_size`` is
+        always the preprocessing size); None trains on the serving pixels without augmentation.
+    grad_clip: clip the global gradient norm to this (0 = off).
+    seed: seeds batch order and augmentation (the model's own init is seeded by its config).
+    patience: stop after this many epochs without a better validation balanced accuracy
+        (ties broken by lower validation loss); 0 = never stop early.
+    preprocess: ``PreprocessConfig.to_dict()``; the size must match the datasets' ``size``.
+    """
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    min_lr: float = 0.0
+    label_smoothing: float = 0.0
+    balanced: bool = True
+    augment: dict[str, Any] | None = field(default_factory=dict)
+    grad_clip: float = 0.0
+    seed: int = 0
+    patience: int = 0
+    preprocess: dict[str, Any] = field(default_factory=lambda: PreprocessConfig().to_dict())
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, not {self.epochs}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2 (BatchNorm), not {self.batch_size}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, not {self.optimizer!r}")
+        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+            raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, not {self.lr}, {self.min_lr}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ValueError(f"warmup_epochs must be in [0, epochs], not {self.warmup_epochs}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
+        if self.patience < 0 or self.grad_clip < 0:
+            raise ValueError("patience and grad_clip must not be negative")
+        PreprocessConfig.from_dict(self.preprocess)  # fail now, not after the first epoch
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready copy (tuples become lists, as after a JSON round trip)."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+class Callback:
+    """Hooks ``fit`` calls while it runs; subclass and override the ones you need.
+
+    ``on_train_start(info)``: ``info`` has ``epochs``, ``start_epoch`` (epochs already done,
+    > 0 when resuming), ``steps_per_epoch``, ``n_train``, ``n_val``, ``n_parameters``.
+    ``on_epoch_start(epoch, steps)``: epochs count from 1.
+    ``on_batch_end(step_in_epoch, steps, loss, acc)``: running means over the epoch so far.
+    ``on_epoch_end(epoch, record)``: ``record`` is the epoch's history entry, after the
+    checkpoint for it has been written.
+    ``on_train_end(result)``: the ``FitResult``.
+    """
+
+    def on_train_start(self, info: dict[str, Any]) -> None:
+        pass
+
+    def on_epoch_start(self, epoch: int, steps: int) -> None:
+        pass
+
+    def on_batch_end(self, step_in_epoch: int, steps: int, loss: float, acc: float) -> None:
+        pass
+
+    def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
+        pass
+
+    def on_train_end(self, result: FitResult) -> None:
+        pass
+
+
+@dataclass
+class FitResult:
+    """history: one record per epoch (all epochs, including those before a resume), with
+    ``epoch, train_loss, train_accuracy, val_loss, val_accuracy, val_balanced_accuracy,
+    val_roc_auc, lr, seconds`` (``val_*`` are None without a validation set).
+    best_epoch: the epoch whose weights the model holds after ``fit`` (the last epoch without
+    a validation set). best_metrics: ``training.metrics.summarize`` of that epoch on the
+    validation set plus ``"loss"`` (empty without one). seconds: wall time of this call.
+    stopped_early: patience ran out before ``config.epochs``.
+    """
+
+    history: list[dict[str, Any]]
+    best_epoch: int
+    best_metrics: dict[str, Any]
+    seconds: float
+    stopped_early: bool = False
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.history)
+
+
+# ---------------------------------------------------------------------------- building blocks
+
+
+def make_optimizer(config: TrainConfig, params: Sequence[Tensor]) -> optim.Optimizer:
+    """The optimizer ``config.optimizer`` names, at ``config.lr``."""
+    if config.optimizer == "sgd":
+        return optim.SGD(
+            params, config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    cls = optim.AdamW if config.optimizer == "adamw" else optim.Adam
+    return cls(params, config.lr, weight_decay=config.weight_decay)
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps in one epoch of ``n_train`` images."""
+    return math.ceil(n_train / batch_size)
+
+
+def epoch_batches(
+    labels: np.ndarray, config: TrainConfig, rng: np.random.Generator
+) -> Iterator[np.ndarray]:
+    """Index batches of one epoch (``steps_per_epoch`` of them), all drawn from ``rng`` now.
+
+    Balanced: ``balanced_batches``. Otherwise a permutation cut into ``batch_size`` pieces; a
+    last piece of one image joins the one before it (BatchNorm needs two images per batch).
+    """
+    if config.balanced:
+        return balanced_batches(labels, config.batch_size, rng)
+    perm = rng.permutation(len(labels))
+    batches = [perm[i : i + config.batch_size] for i in range(0, len(perm), config.batch_size)]
+    if len(batches) > 1 and len(batches[-1]) < 2:
+        last = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], last])
+    return iter(batches)
+
+
+def predict_logits(
+    model: Module, images: np.ndarray, preprocess: PreprocessConfig, batch_size: int = EVAL_BATCH
+) -> np.ndarray:
+    """``uint8 (N, size, size, 3)`` -> ``float32 (N, 2)`` logits, in eval mode, without a graph.
+
+    The model is put in eval mode and left there.
+    """
+    model.eval()
+    out = []
+    with no_grad():
+        for i in range(0, len(images), batch_size):
+            x = Tensor(normalize(images[i : i + batch_size], preprocess))
+            out.append(np.asarray(model(x).data, dtype=np.float32))
+    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+def evaluate(
+    model: Module, data: Dataset, preprocess: PreprocessConfig, threshold: float = 0.5
+) -> dict[str, Any]:
+    """Score ``data.eval_images``: ``summarize`` metrics plus ``"loss"`` (mean cross-entropy)
+    and ``"p_hotdog"`` (``float64 (N,)``, not JSON: pop it before saving)."""
+    logits = predict_logits(model, data.eval_images, preprocess)
+    with no_grad():
+        t = Tensor(logits)
+        loss = float(F.cross_entropy(t, data.labels).item())
+        p_hotdog = np.asarray(F.softmax(t, dim=1).data[:, 1], dtype=np.float64)
+    return {**summarize(data.labels, p_hotdog, threshold), "loss": loss, "p_hotdog": p_hotdog}
+
+
+def _module_rngs(model: Module) -> list[np.random.Generator]:
+    """Every random generator a layer owns (Dropout's), in a fixed order."""
+    return [
+        m.rng for m in model.modules() if isinstance(getattr(m, "rng", None), np.random.Generator)
+    ]
+
+
+def _fingerprint(train: Dataset, val: Dataset | None) -> str:
+    """Identity of the data a run trains on: paths, labels and array shapes of both splits."""
+    h = hashlib.sha256()
+    for part in (train, val):
+        if part is None:
+            h.update(b"<none>")
+            continue
+        h.update(json.dumps([part.images.shape, part.eval_images.shape]).encode())
+        h.update(np.ascontiguousarray(part.labels, dtype=np.int64).tobytes())
+        h.update("\n".join(part.paths.tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+def _better(metrics: dict[str, Any], best: tuple[float, float] | None) -> bool:
+    key = (metrics["balanced_accuracy"], -metrics["loss"])
+    return best is None or key > best
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+@dataclass
+class _RunState:
+    """What a checkpoint holds besides arrays of the model and optimizer."""
+
+    epoch: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_key: tuple[float, float] | None = None
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    best_state: dict[str, np.ndarray] | None = None
+    stopped_early: bool = False
+
+
+def _save_checkpoint(
+    path: Path,
+    model: Module,
+    optimizer: optim.Optimizer,
+    scheduler: optim.CosineWarmup,
+    rng: np.random.Generator,
+    run: _RunState,
+    config: TrainConfig,
+    fingerprint: str,
+) -> None:
+    arrays: dict[str, Any] = {f"model/{k}": v for k, v in model.state_dict().items()}
+    if run.best_state is not None:
+        arrays.update({f"best/{k}": v for k, v in run.best_state.items()})
+    arrays.update({f"optimizer/{k}": v for k, v in optimizer.state_dict().items()})
+    arrays.update({f"scheduler/{k}": v for k, v in scheduler.state_dict().items()})
+    # Generator states hold 128-bit integers: JSON keeps them exact, a numpy array would not.
+    arrays["rng"] = json.dumps(
+        {
+            "loop": rng.bit_generator.state,
+            "modules": [g.bit_generator.state for g in _module_rngs(model)],
+        }
+    )
+    arrays["meta"] = json.dumps(
+        {
+            "version": CHECKPOINT_VERSION,
+            "epoch": run.epoch,
+            "history": run.history,
+            "best_epoch": run.best_epoch,
+            "best_key": run.best_key,
+            "best_metrics": run.best_metrics,
+            "stopped_early": run.stopped_early,
+            "config": config.to_dict(),
+            "data": fingerprint,
+        }
+    )
+    save_arrays(path, arrays)
+
+
+def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+
+def _load_checkpoint(
+    path: Path,
+    model: Module,
+    optimizer: optim.Optimizer,
+    scheduler: optim.CosineWarmup,
+    rng: np.random.Generator,
+    config: TrainConfig,
+    fingerprint: str,
+) -> _RunState:
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint to resume from at {path}")
+    try:
+        arrays = load_arrays(path)
+        meta = json.loads(str(arrays["meta"]))
+        rngs = json.loads(str(arrays["rng"]))
+    except (ModelFileError, KeyError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a usable checkpoint ({exc})") from None
+    if meta.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path} was written by another version of the training loop")
+    saved, wanted = meta["config"], config.to_dict()
+    if saved != wanted:
+        diff = ", ".join(
+            f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}"
+            for k in sorted(set(saved) | set(wanted))
+            if saved.get(k) != wanted.get(k)
+        )
+        raise CheckpointError(
+            f"{path} belongs to a run with other settings ({diff}); resume with the same "
+            "settings, or start afresh without resuming"
+        )
+    if meta["data"] != fingerprint:
+        raise CheckpointError(
+            f"{path} was trained on other images or another split; resume with the same data, "
+            "--val-fraction, --seed and --limit, or start afresh without resuming"
+        )
+    module_rngs = _module_rngs(model)
+    if len(rngs["modules"]) != len(module_rngs):
+        raise CheckpointError(f"{path} does not match this model (its Dropout layers differ)")
+    try:
+        model.load_state_dict(_prefixed(arrays, "model/"))
+        optimizer.load_state_dict(_prefixed(arrays, "optimizer/"))
+        scheduler.load_state_dict(_prefixed(arrays, "scheduler/"))
+    except (KeyError, ValueError, IndexError) as exc:
+        raise CheckpointError(f"{path} does not match this model ({exc})") from None
+    best = _prefixed(arrays, "best/")
+    shapes = {k: v.shape for k, v in model.state_dict().items()}
+    if best and {k: v.shape for k, v in best.items()} != shapes:
+        raise CheckpointError(f"{path} holds best weights of another model")
+    rng.bit_generator.state = rngs["loop"]
+    for g, state in zip(module_rngs, rngs["modules"], strict=True):
+        g.bit_generator.state = state
+    return _RunState(
+        epoch=meta["epoch"],
+        history=meta["history"],
+        best_epoch=meta["best_epoch"],
+        best_key=tuple(meta["best_key"]) if meta["best_key"] is not None else None,
+        best_metrics=meta["best_metrics"],
+        best_state=best or None,
+        stopped_early=meta["stopped_early"],
+    )
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def fit(
+    model: Module,
+    train: Dataset,
+    val: Dataset | None,
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+) -> FitResult:
+    """Train ``model`` in place on ``train``; score it on ``val`` after every epoch.
+
+    model: a ``Module`` mapping ``float32 (N, C, size, size)`` to ``(N, 2)`` logits.
+    train, val: ``Dataset`` s at the preprocessing size (``val`` may be None: no scoring,
+        no early stopping, the last epoch's weights are kept).
+    checkpoint: written (atomically) after every epoch when given. With ``resume`` it is read
+        first and training continues after its last epoch; it must come from the same config
+        and data (``CheckpointError`` otherwise).
+
+    At the end the model holds the best epoch's weights (see ``FitResult.best_epoch``) and is
+    in eval mode. A ``KeyboardInterrupt`` propagates; the checkpoint then holds the last
+    completed epoch.
+    """
+    started = time.perf_counter()
+    preprocess = PreprocessConfig.from_dict(config.preprocess)
+    for name, part in (("train", train), ("val", val)):
+        if part is not None and part.size != preprocess.size:
+            raise ValueError(
+                f"the {name} images are {part.size}px but the preprocessing expects "
+                f"{preprocess.size}px"
+            )
+    augmenter = None
+    if config.augment is not None:
+        if config.augment.get("out_size", preprocess.size) != preprocess.size:
+            raise ValueError("augment out_size must equal the preprocessing size")
+        augmenter = Augmenter({**config.augment, "out_size": preprocess.size})
+    weights = None if config.balanced else class_weights(train.labels)
+
+    rng = np.random.default_rng(config.seed)
+    params = model.parameters()
+    optimizer = make_optimizer(config, params)
+    steps = steps_per_epoch(len(train), config.batch_size)
+    scheduler = optim.CosineWarmup(
+        optimizer,
+        total_steps=config.epochs * steps,
+        warmup_steps=round(config.warmup_epochs * steps),
+        min_lr=config.min_lr,
+    )
+    fingerprint = _fingerprint(train, val)
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    run = _RunState()
+    if resume:
+        if ckpt is None:
+            raise CheckpointError("resuming needs a checkpoint path")
+        run = _load_checkpoint(ckpt, model, optimizer, scheduler, rng, config, fingerprint)
+
+    info = {
+        "epochs": config.epochs,
+        "start_epoch": run.epoch,
+        "steps_per_epoch": steps,
+        "n_train": len(train),
+        "n_val": len(val) if val is not None else 0,
+        "n_parameters": model.num_parameters(),
+    }
+    for cb in callbacks:
+        cb.on_train_start(info)
+
+    while run.epoch < config.epochs and not run.stopped_early:
+        epoch = run.epoch + 1
+        for cb in callbacks:
+            cb.on_epoch_start(epoch, steps)
+        epoch_start = time.perf_counter()
+        model.train()
+        loss_sum, correct, seen, lr = 0.0, 0, 0, optimizer.lr
+        for step, idx in enumerate(epoch_batches(train.labels, config, rng), start=1):
+            crops = augmenter(train.images[idx], rng) if augmenter else train.eval_images[idx]
+            y = train.labels[idx]
+            logits = model(Tensor(normalize(crops, preprocess)))
+            loss = F.cross_entropy(
+                logits, y, weight=weights, label_smoothing=config.label_smoothing
+            )
+            optimizer.zero_grad()
+            loss.backward()
+            if config.grad_clip:
+                optim.clip_grad_norm_(params, config.grad_clip)
+            lr = optimizer.lr
+            optimizer.step()
+            scheduler.step()
+
+            loss_sum += float(loss.item()) * len(idx)
+            correct += int((np.asarray(logits.data).argmax(axis=1) == y).sum())
+            seen += len(idx)
+            for cb in callbacks:
+                cb.on_batch_end(step, steps, loss_sum / seen, correct / seen)
+
+        record: dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": loss_sum / seen,
+            "train_accuracy": correct / seen,
+            "val_loss": None,
+            "val_accuracy": None,
+            "val_balanced_accuracy": None,
+            "val_roc_auc": None,
+            "lr": lr,
+        }
+        if val is not None:
+            metrics = evaluate(model, val, preprocess)
+            metrics.pop("p_hotdog")
+            record.update(
+                val_loss=metrics["loss"],
+                val_accuracy=metrics["accuracy"],
+                val_balanced_accuracy=metrics["balanced_accuracy"],
+                val_roc_auc=metrics["roc_auc"],
+            )
+            if _better(metrics, run.best_key):
+                run.best_key = (metrics["balanced_accuracy"], -metrics["loss"])
+                run.best_epoch, run.best_metrics = epoch, metrics
+                run.best_state = model.state_dict()
+            run.stopped_early = bool(config.patience) and epoch - run.best_epoch >= config.patience
+        else:
+            run.best_epoch = epoch
+        record["seconds"] = time.perf_counter() - epoch_start
+        run.epoch = epoch
+        run.history.append(record)
+        if ckpt is not None:
+            _save_checkpoint(ckpt, model, optimizer, scheduler, rng, run, config, fingerprint)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, record)
+
+    if run.best_state is not None:
+        model.load_state_dict(run.best_state)
+    model.eval()
+    result = FitResult(
+        history=run.history,
+        best_epoch=run.best_epoch,
+        best_metrics=run.best_metrics,
+        seconds=time.perf_counter() - started,
+        stopped_early=run.stopped_early,
+    )
+    for cb in callbacks:
+        cb.on_train_end(result)
+    return result
