@@ -1,0 +1,269 @@
+"""Tensor layers: the Module protocol, initialisation, and small networks that must learn."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import micrograd.functional as F
+from micrograd import Tensor, nn, no_grad
+from micrograd.optim import Adam
+from models.architectures import HOTDOG_CNN, build
+from tests.conftest import optional_import
+
+
+@pytest.fixture(scope="module")
+def torch() -> Any:
+    return optional_import("torch")
+
+
+def small_cnn(seed: int = 0) -> nn.Sequential:
+    """Conv-BN-ReLU-Pool twice, global pooling, linear head: ``(N, 3, H, W)`` -> ``(N, 2)``."""
+    rng = np.random.default_rng(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, rng=rng),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1, bias=False, rng=rng),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.GlobalAvgPool2d(),
+        nn.Dropout(0.1, rng=rng),
+        nn.Linear(16, 2, rng=rng),
+    )
+
+
+def torch_small_cnn(torch: Any) -> Any:
+    tnn = torch.nn
+    return tnn.Sequential(
+        tnn.Conv2d(3, 8, 3, padding=1),
+        tnn.BatchNorm2d(8),
+        tnn.ReLU(),
+        tnn.MaxPool2d(2),
+        tnn.Conv2d(8, 16, 3, padding=1, bias=False),
+        tnn.BatchNorm2d(16),
+        tnn.ReLU(),
+        tnn.AdaptiveAvgPool2d(1),
+        tnn.Flatten(),
+        tnn.Dropout(0.1),
+        tnn.Linear(16, 2),
+    )
+
+
+# ---------------------------------------------------------------------- Module protocol
+def test_parameter_names_and_order() -> None:
+    model = small_cnn()
+    names = [name for name, _ in model.named_parameters()]
+    assert names == [
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "4.weight",
+        "5.weight",
+        "5.bias",
+        "9.weight",
+        "9.bias",
+    ]
+    assert [id(p) for p in model.parameters()] == [id(p) for _, p in model.named_parameters()]
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in model.parameters())
+    assert model.num_parameters() == sum(p.numel() for p in model.parameters())
+
+
+def test_names_and_outputs_match_torch(torch: Any) -> None:
+    ours, theirs = small_cnn(), torch_small_cnn(torch)
+    # torch's Sequential here has an extra Flatten, so its head is "10" where ours is "9"
+    rename = {"9.weight": "10.weight", "9.bias": "10.bias"}
+    state = {rename.get(k, k): torch.tensor(v) for k, v in ours.state_dict().items()}
+    torch_keys = {k for k in theirs.state_dict() if not k.endswith("num_batches_tracked")}
+    assert set(state) == torch_keys
+    theirs.load_state_dict(state, strict=False)
+    x = np.random.default_rng(3).standard_normal((4, 3, 8, 6)).astype(np.float32)
+    ours.eval(), theirs.eval()
+    with no_grad():
+        out = ours(Tensor(x)).data
+    np.testing.assert_allclose(out, theirs(torch.tensor(x)).detach().numpy(), atol=1e-5)
+    # one training step, without dropout, gives the same gradients and running statistics
+    ours.train(), theirs.train()
+    ours[8].p = theirs[9].p = 0.0
+    F.cross_entropy(ours(Tensor(x)), [0, 1, 1, 0]).backward()
+    target = torch.tensor([0, 1, 1, 0])
+    torch.nn.functional.cross_entropy(theirs(torch.tensor(x)), target).backward()
+    torch_state = theirs.state_dict()
+    for name, value in ours.state_dict().items():
+        np.testing.assert_allclose(value, torch_state[rename.get(name, name)], atol=1e-6)
+    torch_grads = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(
+            p.grad, torch_grads[rename.get(name, name)].grad.numpy(), atol=1e-5, err_msg=name
+        )
+
+
+def test_buffers_are_state_but_not_parameters() -> None:
+    bn = nn.BatchNorm2d(4)
+    assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
+    assert [n for n, _ in bn.named_buffers()] == ["running_mean", "running_var"]
+    assert set(bn.state_dict()) == {"weight", "bias", "running_mean", "running_var"}
+    model = small_cnn()
+    assert "1.running_mean" in model.state_dict()
+    assert all("running" not in n for n, _ in model.named_parameters())
+
+
+def test_train_and_eval_propagate() -> None:
+    model = build(HOTDOG_CNN)
+    assert model.eval() is model
+    assert all(not m.training for m in model.modules())
+    model.train()
+    assert all(m.training for m in model.modules())
+
+
+def test_eval_mode_freezes_batch_norm_and_dropout() -> None:
+    model = small_cnn()
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 6, 6)))
+    model.eval()
+    state = model.state_dict()
+    with no_grad():
+        a, b = model(x).data, model(x).data
+    np.testing.assert_array_equal(a, b)
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, state[name])
+    model.train()
+    model(x)
+    assert not np.array_equal(model.state_dict()["1.running_mean"], state["1.running_mean"])
+
+
+def test_zero_grad() -> None:
+    model = small_cnn()
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3, 4, 4)))
+    model(x).sum().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_state_dict_round_trip_through_npz(tmp_path: Path) -> None:
+    source, target = small_cnn(seed=0), small_cnn(seed=1)
+    x = Tensor(np.random.default_rng(0).standard_normal((3, 3, 8, 8)))
+    source(x)  # move the running statistics away from their initial values
+    path = tmp_path / "weights.npz"
+    np.savez(path, **source.state_dict())
+    with np.load(path, allow_pickle=False) as saved:
+        target.load_state_dict(dict(saved))
+    for name, value in source.state_dict().items():
+        np.testing.assert_array_equal(target.state_dict()[name], value, err_msg=name)
+    source.eval(), target.eval()
+    with no_grad():
+        np.testing.assert_array_equal(source(x).data, target(x).data)
+
+
+def test_state_dict_holds_copies() -> None:
+    model = nn.Linear(3, 2, rng=0)
+    state = model.state_dict()
+    state["weight"][...] = 0.0
+    assert np.abs(model.weight.data).sum() > 0
+    assert state["weight"].dtype == np.float32
+
+
+def test_load_state_dict_loads_in_place() -> None:
+    model = nn.Linear(3, 2, rng=0)
+    weight = model.weight
+    model.load_state_dict({"weight": np.ones((2, 3)), "bias": np.zeros(2)})
+    assert model.weight is weight and model.weight.dtype == np.float32
+    np.testing.assert_array_equal(model.weight.data, np.ones((2, 3)))
+
+
+def test_load_state_dict_rejects_mismatches() -> None:
+    model = small_cnn()
+    state = model.state_dict()
+    with pytest.raises(ValueError, match=r"0\.weight"):
+        model.load_state_dict({**state, "0.weight": np.zeros((8, 3, 5, 5))})
+    missing = {k: v for k, v in state.items() if k != "9.bias"}
+    with pytest.raises(KeyError, match=r"9\.bias"):
+        model.load_state_dict(missing)
+    with pytest.raises(KeyError, match="extra"):
+        model.load_state_dict({**state, "extra": np.zeros(1)})
+    model.load_state_dict(missing, strict=False)  # partial loads are allowed when asked for
+
+
+def test_kaiming_init_statistics() -> None:
+    conv = nn.Conv2d(64, 128, 3, rng=0)
+    fan_in = 64 * 9
+    w = conv.weight.data
+    assert w.shape == (128, 64, 3, 3) and w.dtype == np.float32
+    assert abs(w.mean()) < 0.01 * math.sqrt(2 / fan_in) * 10
+    assert w.std() == pytest.approx(math.sqrt(2 / fan_in), rel=0.02)
+    assert conv.bias is not None and not conv.bias.data.any()
+    linear = nn.Linear(1000, 300, rng=1)
+    assert linear.weight.data.std() == pytest.approx(math.sqrt(2 / 1000), rel=0.02)
+    # ReLU activations keep their scale through a Kaiming-initialised layer
+    x = np.random.default_rng(2).standard_normal((512, 1000)).astype(np.float32)
+    with no_grad():
+        h = linear(Tensor(x)).relu().data
+    assert (h**2).mean() == pytest.approx((x**2).mean(), rel=0.1)
+
+
+def test_init_is_seeded() -> None:
+    np.testing.assert_array_equal(
+        nn.Conv2d(3, 4, 3, rng=7).weight.data, nn.Conv2d(3, 4, 3, rng=7).weight.data
+    )
+    assert not np.array_equal(
+        nn.Linear(5, 5, rng=1).weight.data, nn.Linear(5, 5, rng=2).weight.data
+    )
+
+
+def test_sequential_container() -> None:
+    model = small_cnn()
+    assert len(model) == 10
+    assert isinstance(model[0], nn.Conv2d) and isinstance(model[-1], nn.Linear)
+    assert [type(m) for m in model][2] is nn.ReLU
+    assert "Conv2d(3, 8, kernel_size=3" in repr(model)
+
+
+def test_small_cnn_overfits_one_batch() -> None:
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((16, 3, 12, 12)))
+    y = np.array([0, 1] * 8)
+    rng.shuffle(y)
+    model = small_cnn()
+    optimizer = Adam(model.parameters(), lr=0.02)
+    for _ in range(60):
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with no_grad():
+        logits = model(x)
+    assert (logits.argmax(axis=1) == y).mean() == 1.0
+    assert F.cross_entropy(logits, y).item() < 0.2
+
+
+@pytest.mark.parametrize("size", [(64, 64), (32, 32), (48, 80), (17, 23)])
+def test_hotdog_cnn_forward_shape(size: tuple[int, int]) -> None:
+    model = build(HOTDOG_CNN)
+    x = Tensor(np.random.default_rng(0).standard_normal((2, 3, *size)))
+    out = model(x)
+    assert out.shape == (2, HOTDOG_CNN["num_classes"]) and out.dtype == np.float32
+    model.eval()
+    with no_grad():
+        assert model(x[:1]).shape == (1, 2)
+    assert model.feature_maps(x).shape[:2] == (2, HOTDOG_CNN["channels"][-1])
+
+
+def test_hotdog_cnn_trains_end_to_end() -> None:
+    model = build(HOTDOG_CNN)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 32, 32)))
+    F.cross_entropy(model(x), [0, 1, 1, 0]).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.shape == p.shape, name
+        assert p.grad.dtype == np.float32 and np.isfinite(p.grad).all(), name
+
+
+def test_build_rejects_unknown_type() -> None:
+    with pytest.raises(ValueError, match="unknown architecture"):
+        build({"type": "transformer"})
