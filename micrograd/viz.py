@@ -1,0 +1,99 @@
+"""Graphviz DOT text for a computation graph, without the ``graphviz`` package.
+
+``draw_dot(root)`` draws what Karpathy's micrograd draws: one record per node showing
+``data | grad``, and for every node produced by an op a small ellipse with the op's name feeding
+it. The result is plain DOT source, ready for ``st.graphviz_chart``, ``dot -Tsvg`` or any other
+Graphviz renderer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RANKDIRS = ("LR", "RL", "TB", "BT")
+
+
+def trace(root: Any) -> tuple[list[Any], list[tuple[Any, Any]]]:
+    """All nodes reachable from ``root`` through ``_prev``, and the edges ``(input, output)``.
+
+    Nodes come out in first-visit order from the root and each edge once, so the drawing is
+    deterministic. The walk uses an explicit stack: graphs of any depth work.
+    """
+    nodes: list[Any] = []
+    edges: list[tuple[Any, Any]] = []
+    seen_nodes: set[int] = set()
+    seen_edges: set[tuple[int, int]] = set()
+    stack = [root]
+    seen_nodes.add(id(root))
+    while stack:
+        node = stack.pop()
+        nodes.append(node)
+        for child in node._prev:
+            if (id(child), id(node)) not in seen_edges:
+                seen_edges.add((id(child), id(node)))
+                edges.append((child, node))
+            if id(child) not in seen_nodes:
+                seen_nodes.add(id(child))
+                stack.append(child)
+    return nodes, edges
+
+
+def draw_dot(root: Any, rankdir: str = "LR") -> str:
+    """DOT source drawing the graph that ends at ``root`` (a ``Value`` or anything shaped like one).
+
+    Each node is a record ``{ data 1.0000 | grad 0.5000 }``; a node made by an op also gets an
+    ellipse labelled with the op (``+``, ``*``, ``ReLU``, ``**2``...) with an edge into the record,
+    and the op's inputs have edges into that ellipse. ``rankdir`` is Graphviz's layout direction:
+    ``"LR"`` (left to right, the default), ``"RL"``, ``"TB"`` or ``"BT"``.
+
+    Raises:
+        ValueError: if ``rankdir`` is not one of those four.
+    """
+    if rankdir not in RANKDIRS:
+        raise ValueError(f"rankdir must be one of {', '.join(RANKDIRS)}, not {rankdir!r}")
+    nodes, edges = trace(root)
+    names = {id(node): f"n{i}" for i, node in enumerate(nodes)}
+
+    lines = [
+        "digraph G {",
+        f"  rankdir={rankdir};",
+        '  node [fontname="Helvetica"];',
+    ]
+    for node in nodes:
+        name = names[id(node)]
+        fields = (f"data {_number(node.data)}", f"grad {_number(node.grad)}")
+        label = "{ " + " | ".join(_escape_field(field) for field in fields) + " }"
+        lines.append(f'  {name} [shape=record, label="{label}"];')
+        if node._op:
+            op_label = _escape_string(str(node._op))
+            lines.append(
+                f'  {name}_op [shape=ellipse, label="{op_label}", fontsize=10, '
+                "width=0.3, height=0.3, margin=0.02];"
+            )
+            lines.append(f"  {name}_op -> {name};")
+    for child, node in edges:
+        target = names[id(node)] + ("_op" if node._op else "")
+        lines.append(f"  {names[id(child)]} -> {target};")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _number(x: Any) -> str:
+    """``%.4f`` like Karpathy's labels, falling back to ``str`` for what isn't a real number."""
+    try:
+        return f"{x:.4f}"
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _escape_string(text: str) -> str:
+    """Escape text for a double-quoted DOT string."""
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _escape_field(field: str) -> str:
+    """Escape one field of a record label: a quoted string where ``{}|<>`` are also syntax."""
+    escaped = _escape_string(field)
+    for ch in "{}|<>":
+        escaped = escaped.replace(ch, "\\" + ch)
+    return escaped
