@@ -171,10 +171,11 @@ def clip_grad_norm_(params: Iterable[Tensor], max_norm: float) -> float:
 
 
 class CosineWarmup:
-    """Learning rate: linear warm-up from 0 over ``warmup_steps``, then cosine decay from the
-    optimizer's base lr to ``min_lr`` at ``total_steps``. Call ``step()`` once per optimizer step.
+    """Learning rate: linear warm-up over ``warmup_steps`` (base/w on the first step, never 0),
+    then cosine decay from the optimizer's base lr to ``min_lr`` at ``total_steps``.
+    Call ``step()`` once per optimizer step.
 
-    lr(t) = base·t/w  for t < w;  min + (base − min)·(1 + cos(π·(t−w)/(T−w)))/2  after.
+    lr(t) = base·(t+1)/w  for t < w;  min + (base − min)·(1 + cos(π·(t−w)/(T−w)))/2  after.
     """
 
     def __init__(
