@@ -1,0 +1,461 @@
+"""Hotdog or not: a Streamlit shell over ``models`` (``streamlit run app.py``).
+
+Everything that thinks lives in ``models``; this file only draws. Each photo is classified by
+``Classifier.explain``, which returns the verdict, the 64x64 image the network saw and a
+saliency map, in one decode and one forward/backward pass.
+
+Serving is stateless: a model loads once per process (``st.cache_resource``) and is read-only
+afterwards; each visitor's results live in their own ``st.session_state``; nothing is written to
+disk. Models are read from ``models/``, or from the folder named by the ``HOTDOG_MODELS_DIR``
+environment variable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+from PIL import Image, ImageOps
+
+import models
+from micrograd.engine import Value
+from micrograd.viz import draw_dot
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent
+EXAMPLES_DIR = ROOT / "examples" / "images"
+#: Example files offered under the uploader, with their button labels, in display order.
+EXAMPLES = {
+    "hotdog.jpg": "Hotdog (drawn)",
+    "coffee.jpg": "Coffee",
+    "cat.jpg": "Cat",
+    "astronaut.jpg": "Astronaut",
+    "rocket.jpg": "Rocket",
+}
+
+HEIF_SUPPORTED = importlib.util.find_spec("pillow_heif") is not None
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"] + (
+    ["heic", "heif"] if HEIF_SUPPORTED else []
+)
+
+#: Noisy copies averaged for each saliency map: 8 keeps a 12 MP photo well under a second.
+SALIENCY_SAMPLES = 8
+#: Side of the enlarged model view and saliency map, in pixels.
+DISPLAY_SIZE = 256
+#: Results remembered per visitor (keyed by model and image content), so reruns are instant.
+RESULTS_PER_SESSION = 64
+
+HOTDOG_TEXT = "🌭 Hotdog"
+NOT_HOTDOG_TEXT = "Not hotdog"
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def _inferno_lut() -> np.ndarray:
+    """A 256-entry ``uint8 (256, 3)`` colour map close to matplotlib's "inferno"."""
+    stops = np.array(
+        [
+            [0, 0, 4],
+            [40, 11, 84],
+            [101, 21, 110],
+            [159, 42, 99],
+            [212, 72, 66],
+            [245, 125, 21],
+            [250, 193, 39],
+            [252, 255, 164],
+        ],
+        dtype=np.float64,
+    )
+    x = np.linspace(0.0, 1.0, 256)
+    at = np.linspace(0.0, 1.0, len(stops))
+    lut = np.stack([np.interp(x, at, stops[:, c]) for c in range(3)], axis=1)
+    lut = np.rint(lut).astype(np.uint8)
+    lut.flags.writeable = False
+    return lut
+
+
+INFERNO = _inferno_lut()
+
+
+def colormap(values: np.ndarray) -> np.ndarray:
+    """``float (H, W)`` in [0, 1] -> ``uint8 (H, W, 3)`` inferno colours (values are clipped)."""
+    index = np.rint(np.clip(np.nan_to_num(values), 0.0, 1.0) * 255).astype(np.intp)
+    return INFERNO[index]
+
+
+def overlay(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
+    """Blend a saliency map over the image: ``uint8 (H, W, 3)`` and ``float (H, W)`` in [0, 1]
+    -> ``uint8 (H, W, 3)``.
+
+    The photo is dimmed to grey so the colours read clearly; the heat colour is laid on with an
+    opacity that grows with saliency, so the parts the model ignored still show the photo.
+    """
+    img = np.asarray(image, dtype=np.float32)
+    s = np.clip(np.nan_to_num(np.asarray(saliency, dtype=np.float32)), 0.0, 1.0)[..., None]
+    grey = img.mean(axis=-1, keepdims=True) * 0.7
+    alpha = 0.2 + 0.75 * s
+    out = grey * (1.0 - alpha) + colormap(s[..., 0]).astype(np.float32) * alpha
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
+def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
+    """``uint8 (h, w, 3)`` -> PIL image ``size`` wide, nearest-neighbour (pixels stay crisp)."""
+    pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
+    height = max(1, round(size * pil.height / pil.width))
+    return pil.resize((size, height), Image.Resampling.NEAREST)
+
+
+def verdict_text(prediction: models.Prediction) -> str:
+    """The verdict as shown: ``"🌭 Hotdog"`` or ``"Not hotdog"``."""
+    return HOTDOG_TEXT if prediction.is_hotdog else NOT_HOTDOG_TEXT
+
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$])")
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape Markdown so a file name is shown as typed, never as a link or markup."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
+
+
+def upload_limit_mb() -> int:
+    """Streamlit's per-file upload limit (``server.maxUploadSize``), in MB."""
+    return int(st.get_option("server.maxUploadSize"))
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def models_dir() -> Path:
+    """Where the weights live: ``$HOTDOG_MODELS_DIR`` if set, else the repository's ``models/``."""
+    return Path(os.environ.get("HOTDOG_MODELS_DIR") or models.MODELS_DIR)
+
+
+def model_names(directory: Path) -> list[str]:
+    """Models in ``directory`` (a ``NAME.npz`` with its ``NAME.json`` card), the default first."""
+    if directory.resolve() == models.MODELS_DIR:
+        return models.available()
+    names = sorted(p.stem for p in directory.glob("*.npz") if p.with_suffix(".json").exists())
+    return sorted(names, key=lambda n: n != models.DEFAULT_MODEL)
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def load_classifier(path: str, version: int) -> models.Classifier:
+    """Load a model once per process (``version``, the file's mtime, reloads replaced weights).
+
+    The classifier is read-only, so every session can share it. A throwaway prediction warms
+    it up: the first pass through a network pays one-off allocation costs that should not land
+    on the first visitor's first photo.
+    """
+    classifier = models.load(path)
+    size = classifier.preprocess.size
+    classifier.explain(Image.new("RGB", (size, size), (128, 128, 128)), samples=2)
+    return classifier
+
+
+def get_classifier(directory: Path, name: str) -> tuple[models.Classifier, str]:
+    """The classifier ``name`` from ``directory`` and a key naming this version of it; on
+    failure an ``st.error`` and a clean stop."""
+    path = directory / f"{name}.npz"
+    try:
+        version = path.stat().st_mtime_ns
+        return load_classifier(str(path), version), f"{path}@{version}"
+    except (models.ModelFileError, OSError) as exc:
+        st.error(f"Could not load the model **{escape_markdown(name)}**: {exc}")
+    except Exception:
+        log.exception("loading %s failed", path)
+        st.error(f"Could not load the model **{escape_markdown(name)}** (unexpected error).")
+    st.stop()
+    raise AssertionError("unreachable: st.stop() ends the script run")
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One image to classify: a display name and the encoded bytes."""
+
+    name: str
+    data: bytes
+
+
+def classify(classifier: models.Classifier, data: bytes) -> models.Explanation | str:
+    """Verdict and saliency for one encoded image, or a one-line message saying why not."""
+    limit = upload_limit_mb()
+    if len(data) > limit * 1024 * 1024:
+        return f"the file is larger than the {limit} MB limit"
+    try:
+        return classifier.explain(data, samples=SALIENCY_SAMPLES)
+    except models.ImageError as exc:
+        return str(exc)
+    except Exception:
+        log.exception("classifying an upload failed")
+        return "this file could not be classified (unexpected error)"
+
+
+def remembered_result(
+    classifier: models.Classifier, model_key: str, photo: Photo
+) -> models.Explanation | str:
+    """``classify`` with a small per-session memory, so a rerun doesn't recompute old photos."""
+    results: dict[tuple[str, str], models.Explanation | str] = st.session_state.setdefault(
+        "results", {}
+    )
+    key = (model_key, hashlib.sha256(photo.data).hexdigest())
+    if key not in results:
+        results[key] = classify(classifier, photo.data)
+        while len(results) > RESULTS_PER_SESSION:
+            del results[next(iter(results))]
+    return results[key]
+
+
+@st.cache_data(show_spinner=False)
+def example_thumbnail(path: str) -> np.ndarray:
+    """A square ``uint8 (160, 160, 3)`` thumbnail of an example image."""
+    with Image.open(path) as img:
+        return np.asarray(ImageOps.fit(img.convert("RGB"), (160, 160)))
+
+
+def example_paths() -> dict[str, Path]:
+    """Example files that exist, by name, in display order."""
+    return {name: EXAMPLES_DIR / name for name in EXAMPLES if (EXAMPLES_DIR / name).is_file()}
+
+
+def choose_example(name: str) -> None:
+    """Button callback: remember the chosen example for this session."""
+    st.session_state["example"] = name
+
+
+def input_widgets() -> list[Photo]:
+    """Draw the uploader, the camera switch and the examples; return the photos to classify."""
+    limit = upload_limit_mb()
+    uploads = st.file_uploader(
+        "Upload photos",
+        type=IMAGE_TYPES,
+        accept_multiple_files=True,
+        key="uploads",
+        help=f"Up to {limit} MB per file: " + ", ".join(t.upper() for t in IMAGE_TYPES) + ".",
+    )
+    photos = [Photo(f.name, f.getvalue()) for f in uploads or []]
+
+    # The camera widget only exists while the switch is on, so the browser asks for camera
+    # access only when the visitor wants it.
+    if st.toggle("📷 Take a photo with the camera", key="camera_on"):
+        shot = st.camera_input("Take a photo", key="camera")
+        if shot is not None:
+            photos.append(Photo("camera photo", shot.getvalue()))
+
+    examples = example_paths()
+    if examples:
+        st.markdown("**…or try an example:**")
+        for col, (name, path) in zip(st.columns(len(examples)), examples.items(), strict=True):
+            with col:
+                st.image(example_thumbnail(str(path)), width="stretch")
+                st.button(
+                    EXAMPLES[name],
+                    key=f"example-{name}",
+                    on_click=choose_example,
+                    args=(name,),
+                    width="stretch",
+                )
+    chosen = st.session_state.get("example")
+    if chosen in examples:
+        photos.append(Photo(f"example: {EXAMPLES[chosen]}", examples[chosen].read_bytes()))
+    return photos
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def show_result(photo: Photo, result: models.Explanation | str) -> None:
+    """One photo: verdict and probability, the model's view, and the saliency overlay."""
+    name = escape_markdown(photo.name)
+    if isinstance(result, str):
+        st.error(f"**{name}**: {result}", icon="⚠️")
+        return
+    p = result.prediction.p_hotdog
+    size = result.image.shape[0]
+    with st.container(border=True):
+        verdict_col, seen_col, saliency_col = st.columns([1.2, 1, 1], vertical_alignment="center")
+        with verdict_col:
+            st.markdown(f"### {verdict_text(result.prediction)}")
+            st.caption(name)
+            st.progress(p, text=f"p(hotdog) = {p:.2f}")
+            st.caption(f"{result.prediction.confidence:.0%} sure")
+        with seen_col:
+            st.image(
+                enlarge(result.image),
+                caption=f"What the model sees ({size}×{size})",
+                output_format="PNG",
+                width="stretch",
+            )
+        with saliency_col:
+            st.image(
+                enlarge(overlay(result.image, result.saliency)),
+                caption="Where it looked (saliency)",
+                output_format="PNG",
+                width="stretch",
+            )
+
+
+def show_results(classifier: models.Classifier, model_key: str, photos: list[Photo]) -> None:
+    """Classify and show every photo; a bad one gets its own error and the rest carry on."""
+    if not photos:
+        st.info("Upload a photo, take one with the camera, or pick an example.")
+        return
+    for photo in photos:
+        show_result(photo, remembered_result(classifier, model_key, photo))
+
+
+# -------------------------------------------------------------------------- other tabs
+
+
+def show_model_card(classifier: models.Classifier) -> None:
+    """Metrics, confusion matrix, training curves, data and the command that made the model."""
+    import pandas as pd
+
+    card: dict[str, Any] = classifier.card
+    st.subheader(f"Model card: {classifier.name}")
+    if not card:
+        st.info("This model has no model card.")
+        return
+    metrics = card.get("metrics") or {}
+    shown = [
+        ("Accuracy", metrics.get("accuracy")),
+        ("Balanced accuracy", metrics.get("balanced_accuracy")),
+        ("ROC AUC", metrics.get("roc_auc")),
+    ]
+    shown = [(label, value) for label, value in shown if isinstance(value, int | float)]
+    if shown:
+        for col, (label, value) in zip(st.columns(len(shown)), shown, strict=True):
+            col.metric(label, f"{value:.1%}" if label != "ROC AUC" else f"{value:.3f}")
+    confusion = metrics.get("confusion")
+    if confusion:
+        st.markdown("**Confusion matrix** (held-out test photos)")
+        st.table(
+            pd.DataFrame(
+                confusion,
+                index=["actual: not hotdog", "actual: hotdog"],
+                columns=["predicted: not hotdog", "predicted: hotdog"],
+            )
+        )
+    history = card.get("history") or []
+    if history:
+        frame = pd.DataFrame(history).set_index("epoch")
+        losses = [c for c in ("train_loss", "val_loss") if c in frame]
+        scores = [c for c in ("val_accuracy", "val_balanced_accuracy") if c in frame]
+        if losses:
+            st.markdown("**Loss per epoch**")
+            st.line_chart(frame[losses], x_label="epoch", height=240)
+        if scores:
+            st.markdown("**Validation accuracy per epoch**")
+            st.line_chart(frame[scores], x_label="epoch", height=240)
+    if "data" in card:
+        st.markdown("**Data**")
+        data = card["data"]
+        if isinstance(data, dict | list):
+            st.json(data)
+        else:
+            st.markdown(escape_markdown(str(data)))
+    command = card.get("command")
+    if command:
+        st.markdown("**Reproduce it**")
+        st.code(command if isinstance(command, str) else shlex.join(command), language="bash")
+    with st.expander("The whole model card (JSON)"):
+        st.json(card)
+
+
+def neuron_graph() -> str:
+    """DOT source of one neuron, ``tanh(x1*w1 + x2*w2 + b)``, after ``backward()``."""
+    x1, x2 = Value(2.0), Value(0.0)
+    w1, w2 = Value(-3.0), Value(1.0)
+    b = Value(6.8813735870195432)
+    out = (x1 * w1 + x2 * w2 + b).tanh()
+    out.backward()
+    return draw_dot(out, rankdir="TB")
+
+
+def show_how_it_works(classifier: models.Classifier) -> None:
+    """A few sentences, one neuron's computation graph, and the network's architecture."""
+    cfg = classifier.preprocess
+    colour = "grayscale" if cfg.grayscale else "colour"
+    st.markdown(
+        f"""
+Each photo is decoded, turned upright, cropped to its central square and shrunk to
+**{cfg.size}×{cfg.size} {colour} pixels**: the first picture in each result is exactly what the
+network sees. The network (`{classifier.name}`, below) turns those pixels into two scores, and a
+softmax turns the scores into **p(hotdog)**; {classifier.threshold:g} or more means hotdog.
+
+The saliency map is the gradient of the hotdog score with respect to every input pixel,
+averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image (SmoothGrad): bright pixels
+are the ones that move the verdict most.
+
+No deep-learning framework is involved. Every number flows through the autograd engine in
+`micrograd/`: each operation records its inputs and how to pass a gradient back to them, and
+`backward()` walks that graph in reverse. Here is the same machinery on a single neuron,
+`tanh(x1·w1 + x2·w2 + b)` with x1 = 2, x2 = 0, w1 = −3, w2 = 1, b = 6.88, after `backward()`:
+each box shows a value and the gradient of the output with respect to it.
+"""
+    )
+    st.graphviz_chart(neuron_graph())
+    st.markdown(f"**Architecture**: {classifier.model.num_parameters():,} parameters")
+    architecture = classifier.card.get("architecture")
+    if isinstance(architecture, dict):
+        st.json(architecture)
+    with st.expander("Layer by layer"):
+        st.code(repr(classifier.model), language="text")
+
+
+# -------------------------------------------------------------------------------- page
+
+
+def main() -> None:
+    """Draw the page: sidebar, then the Classify / Model card / How it works tabs."""
+    st.set_page_config(page_title="Hotdog or not", page_icon="🌭", layout="centered")
+    st.title("🌭 Hotdog or not?")
+    st.caption("A neural network trained from scratch on its own autograd engine.")
+
+    directory = models_dir()
+    names = model_names(directory)
+    with st.sidebar:
+        st.header("Settings")
+        name = st.selectbox(
+            "Model",
+            names,
+            key="model",
+            format_func=lambda n: f"{n} (default)" if n == models.DEFAULT_MODEL else n,
+        )
+        st.caption(
+            f"Upload limit: {upload_limit_mb()} MB per file. Photos are classified in memory "
+            "and never stored."
+        )
+    if name is None:
+        st.error(f"No model found in {directory}: expected NAME.npz with its NAME.json card.")
+        st.stop()
+
+    classify_tab, card_tab, how_tab = st.tabs(["Classify", "Model card", "How it works"])
+    with classify_tab:
+        photos = input_widgets()
+    # Loaded after the inputs are drawn, so the page paints before the model is ready.
+    classifier, model_key = get_classifier(directory, name)
+    with classify_tab:
+        show_results(classifier, model_key, photos)
+    with card_tab:
+        show_model_card(classifier)
+    with how_tab:
+        show_how_it_works(classifier)
+
+
+if __name__ == "__main__":
+    main()
