@@ -325,3 +325,20 @@ def test_balanced_batches_odd_size_and_errors() -> None:
         balanced_batches(np.zeros(10, int), 4, np.random.default_rng(0))
     with pytest.raises(ValueError, match="batch_size"):
         balanced_batches(labels, 1, np.random.default_rng(0))
+
+
+def test_balanced_batches_group_power_lifts_small_groups() -> None:
+    labels = np.array([1] * 100 + [0] * 300 + [1] * 10 + [0] * 10)
+    groups = np.array(["big"] * 400 + ["small"] * 20)
+    natural = np.concatenate(list(balanced_batches(labels, 64, np.random.default_rng(0))))
+    lifted = np.concatenate(
+        list(balanced_batches(labels, 64, np.random.default_rng(0), groups=groups, group_power=0.5))
+    )
+    equal = np.concatenate(
+        list(balanced_batches(labels, 64, np.random.default_rng(0), groups=groups, group_power=0))
+    )
+    share = [float(np.mean(groups[b] == "small")) for b in (natural, lifted, equal)]
+    assert share[0] < share[1] < share[2]
+    assert abs(share[2] - 0.5) < 0.1  # power 0: each group gets an equal share per class
+    for b in (lifted, equal):
+        assert np.mean(labels[b]) == 0.5  # still half hotdog
