@@ -1,0 +1,460 @@
+"""app.py through Streamlit's AppTest: uploads, camera, examples, model switching, bad input.
+
+Every test runs the real script. ``HOTDOG_MODELS_DIR`` points it at models with random weights
+built here, so these tests never depend on the trained weights; ``TestShippedModels`` checks the
+real verdicts when ``models/hotdog_cnn.npz`` is present (and fails under
+``REQUIRE_OPTIONAL_TOOLS=1`` when it is not). All inputs are generated on the fly.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+import models
+from models.architectures import HOTDOG_CNN, build
+from models.io import save_model
+from models.preprocess import PreprocessConfig
+from tests.conftest import STRICT
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+EXAMPLES = ROOT / "examples" / "images"
+TIMEOUT = 120  # seconds per script run: generous for slow CI machines
+
+MLP_ARCH = {"type": "mlp", "in_features": 32 * 32, "hidden": [16], "num_classes": 2}
+VERDICTS = ("🌭 Hotdog", "Not hotdog")
+
+
+# --------------------------------------------------------------------------- model fixtures
+
+
+def write_random_model(
+    directory: Path, name: str, architecture: dict, preprocess: PreprocessConfig, seed: int = 0
+) -> Path:
+    """A model with random weights and a plausible card, saved as ``directory/name.npz``."""
+    net = build({**architecture, "seed": seed})
+    card = {
+        "name": name,
+        "metrics": {
+            "accuracy": 0.5,
+            "balanced_accuracy": 0.5,
+            "confusion": [[7, 3], [4, 6]],
+            "roc_auc": 0.52,
+        },
+        "history": [
+            {
+                "epoch": e,
+                "train_loss": 0.7 / e,
+                "val_loss": 0.8 / e,
+                "val_accuracy": 0.5 + e / 50,
+                "val_balanced_accuracy": 0.5 + e / 60,
+                "lr": 0.01,
+            }
+            for e in range(1, 4)
+        ],
+        "data": {"train": 20, "val": 10},
+        "command": "python -m training train --out " + name,
+        "architecture": architecture,
+    }
+    config = {
+        "architecture": architecture,
+        "preprocess": preprocess.to_dict(),
+        "classes": ["not_hotdog", "hotdog"],
+    }
+    return save_model(directory / f"{name}.npz", net.state_dict(), config, card)
+
+
+@pytest.fixture(scope="session")
+def random_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with a random CNN (``hotdog_cnn``) and a random grayscale 32 px MLP."""
+    directory = tmp_path_factory.mktemp("random_models")
+    write_random_model(directory, "hotdog_cnn", HOTDOG_CNN, PreprocessConfig())
+    write_random_model(directory, "hotdog_mlp", MLP_ARCH, PreprocessConfig(size=32, grayscale=True))
+    return directory
+
+
+@pytest.fixture
+def app(random_models: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The app, run once, serving the random models."""
+    monkeypatch.setenv("HOTDOG_MODELS_DIR", str(random_models))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    return at
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def encode(img: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def photo_like(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A smooth colourful RGB image (compresses like a photo, unlike pure noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = [
+        127
+        + 120
+        * np.sin(x / (width / rng.uniform(2, 6)) + rng.uniform(0, 6))
+        * np.cos(y / (height / rng.uniform(2, 6)))
+        for _ in range(3)
+    ]
+    return Image.fromarray(np.stack(channels, axis=-1).astype(np.uint8), "RGB")
+
+
+def huge_png(width: int, height: int) -> bytes:
+    """A valid black 1-bit PNG of any size that stays a few hundred KB (a decompression bomb)."""
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    row = b"\x00" * (1 + (width + 7) // 8)
+    comp = zlib.compressobj(9)
+    block = comp.compress(row * 1000)
+    idat = block * (height // 1000) + comp.compress(row * (height % 1000)) + comp.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def truncated_jpeg() -> bytes:
+    data = encode(photo_like(300, 200), "JPEG", quality=90)
+    return data[: len(data) // 2]
+
+
+def rgba_with_transparency() -> bytes:
+    img = photo_like(80, 60).convert("RGBA")
+    alpha = np.zeros((60, 80), np.uint8)
+    alpha[15:45, 20:60] = 255
+    img.putalpha(Image.fromarray(alpha))
+    return encode(img, "PNG")
+
+
+def palette_with_transparency() -> bytes:
+    img = photo_like(80, 60).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    return encode(img, "PNG", transparency=0)
+
+
+def animated_gif() -> bytes:
+    frames = [photo_like(64, 48, seed=s).convert("P") for s in range(3)]
+    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def sixteen_bit_png() -> bytes:
+    ramp = np.linspace(0, 65535, 70 * 50).reshape(50, 70).astype(np.uint16)
+    img = Image.fromarray(ramp)
+    assert img.mode.startswith("I;16")
+    return encode(img, "PNG")
+
+
+def cmyk_jpeg() -> bytes:
+    return encode(photo_like(90, 60).convert("CMYK"), "JPEG", quality=90)
+
+
+def exif_rotated_pair() -> tuple[bytes, bytes, bytes]:
+    """Three PNGs: a rotated photo tagged with EXIF orientation 6, the same photo upright,
+    and the rotated pixels without the tag."""
+    upright = photo_like(120, 80, seed=3)
+    stored = upright.transpose(Image.Transpose.ROTATE_90)  # orientation 6 undoes this
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return (
+        encode(stored, "PNG", exif=exif.tobytes()),
+        encode(upright, "PNG"),
+        encode(stored, "PNG"),
+    )
+
+
+BAD_INPUTS: dict[str, tuple[str, Callable[[], bytes], str]] = {
+    # id: (file name, bytes, words the error message must contain)
+    "zero_bytes": ("empty.jpg", lambda: b"", "empty"),
+    "truncated_jpeg": ("cut.jpg", truncated_jpeg, "truncated"),
+    "text_as_jpg": ("notes.jpg", lambda: b"shopping list: buns, mustard\n" * 20, "not an image"),
+    "decompression_bomb": ("bomb.png", lambda: huge_png(30000, 30000), "too large"),
+    "over_upload_limit": ("big.jpg", lambda: b"\xff\xd8" + b"\0" * (21 * 2**20), "20 MB"),
+}
+
+ODD_BUT_VALID: dict[str, tuple[str, Callable[[], bytes]]] = {
+    "one_pixel": ("dot.png", lambda: encode(Image.new("RGB", (1, 1), (200, 30, 30)), "PNG")),
+    "sixteen_bit_png": ("deep.png", sixteen_bit_png),
+    "cmyk_jpeg": ("print.jpg", cmyk_jpeg),
+    "rgba_transparency": ("cutout.png", rgba_with_transparency),
+    "palette_transparency": ("palette.png", palette_with_transparency),
+    "animated_gif": ("anim.gif", animated_gif),
+    "exif_rotated": ("phone.png", lambda: exif_rotated_pair()[0]),
+    "grayscale": ("grey.png", lambda: encode(photo_like(60, 60).convert("L"), "PNG")),
+}
+
+
+@pytest.fixture(scope="session")
+def twelve_mp_jpeg() -> bytes:
+    return encode(photo_like(4000, 3000, seed=7), "JPEG", quality=90)
+
+
+# --------------------------------------------------------------------------- reading the page
+
+
+def verdicts(at: AppTest) -> list[str]:
+    """Verdict headings, in page order."""
+    return [m.value.removeprefix("### ") for m in at.markdown if m.value.startswith("### ")]
+
+
+def probabilities(at: AppTest) -> list[float]:
+    """``p(hotdog)`` of each result, from the progress bars' text."""
+    found = [re.fullmatch(r"p\(hotdog\) = (\d\.\d\d)", p.text) for p in at.get("progress")]
+    assert all(found), [p.text for p in at.get("progress")]
+    return [float(m.group(1)) for m in found if m]
+
+
+def errors(at: AppTest) -> list[str]:
+    return [e.value for e in at.error]
+
+
+def upload(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
+    """Put ``files`` in the uploader and rerun."""
+    mime = {"png": "image/png", "gif": "image/gif", "jpg": "image/jpeg"}
+    staged = [(name, data, mime.get(name.rsplit(".", 1)[-1], "image/jpeg")) for name, data in files]
+    return at.file_uploader(key="uploads").set_value(staged).run()
+
+
+def expected_p(models_dir: Path, name: str, data: bytes) -> float:
+    return models.load(models_dir / f"{name}.npz").predict(data).p_hotdog
+
+
+# --------------------------------------------------------------------------- the page
+
+
+class TestPage:
+    def test_first_run_draws_everything_without_results(self, app: AppTest) -> None:
+        assert [t.label for t in app.tabs] == ["Classify", "Model card", "How it works"]
+        assert app.selectbox(key="model").value == "hotdog_cnn"
+        assert app.selectbox(key="model").options[0].startswith("hotdog_cnn")
+        assert any("20 MB" in c.value for c in app.sidebar.caption)
+        assert any("Upload a photo" in i.value for i in app.info)
+        assert verdicts(app) == [] and errors(app) == []
+        uploader = app.file_uploader(key="uploads")
+        assert uploader.accept_multiple_files
+        assert {"jpg", "png", "webp", "gif", "bmp", "tiff"} <= {
+            t.lstrip(".") for t in uploader.allowed_type
+        }
+
+    def test_camera_is_off_until_switched_on(self, app: AppTest) -> None:
+        assert len(app.camera_input) == 0
+        app.toggle(key="camera_on").set_value(True).run()
+        assert len(app.camera_input) == 1
+        shot = encode(photo_like(64, 48), "JPEG")
+        app.camera_input(key="camera").set_value(("shot.jpg", shot, "image/jpeg")).run()
+        assert not app.exception
+        assert len(verdicts(app)) == 1 and verdicts(app)[0] in VERDICTS
+
+    def test_model_card_tab(self, app: AppTest) -> None:
+        assert [m.label for m in app.metric] == ["Accuracy", "Balanced accuracy", "ROC AUC"]
+        assert app.metric[0].value == "50.0%"
+        assert len(app.table) == 1
+        assert len(app.get("vega_lite_chart")) == 2  # losses, accuracies
+        assert any("python -m training train" in c.value for c in app.code)
+
+    def test_how_it_works_draws_a_neuron(self, app: AppTest) -> None:
+        (chart,) = app.get("graphviz_chart")
+        dot = chart.proto.spec
+        assert dot.startswith("digraph") and "tanh" in dot
+        assert "grad 1.0000" in dot  # the output's own gradient after backward()
+        assert any("ResNet(" in c.value for c in app.code)
+
+
+class TestClassify:
+    def test_upload_many(self, app: AppTest, random_models: Path) -> None:
+        files = [(f"photo{i}.jpg", encode(photo_like(200, 150, seed=i), "JPEG")) for i in range(3)]
+        upload(app, files)
+        assert not app.exception and errors(app) == []
+        assert len(verdicts(app)) == 3 and set(verdicts(app)) <= set(VERDICTS)
+        want = [expected_p(random_models, "hotdog_cnn", data) for _, data in files]
+        assert probabilities(app) == pytest.approx(want, abs=0.006)
+        for verdict, p in zip(verdicts(app), want, strict=True):
+            assert verdict == (VERDICTS[0] if p >= 0.5 else VERDICTS[1])
+        captions = [c.value for c in app.caption]
+        assert all(any(name.replace(".", "\\.") in c for c in captions) for name, _ in files)
+        images = app.get("image")
+        assert any("What the model sees (64×64)" in cap for im in images for cap in im.captions)
+        assert any("saliency" in cap for im in images for cap in im.captions)
+
+    def test_click_example(self, app: AppTest, random_models: Path) -> None:
+        app.button(key="example-cat.jpg").click().run()
+        assert not app.exception
+        assert len(verdicts(app)) == 1
+        assert any("example: Cat" in c.value for c in app.caption)
+        want = expected_p(random_models, "hotdog_cnn", (EXAMPLES / "cat.jpg").read_bytes())
+        assert probabilities(app) == pytest.approx([want], abs=0.006)
+        # The choice sticks across reruns and switches to another example on click.
+        app.run()
+        assert len(verdicts(app)) == 1
+        app.button(key="example-rocket.jpg").click().run()
+        assert any("example: Rocket" in c.value for c in app.caption)
+        assert not any("example: Cat" in c.value for c in app.caption)
+
+    def test_switch_model(self, app: AppTest, random_models: Path) -> None:
+        data = encode(photo_like(200, 150), "JPEG")
+        upload(app, [("a.jpg", data)])
+        cnn_p = probabilities(app)
+        app.selectbox(key="model").set_value("hotdog_mlp").run()
+        assert not app.exception
+        assert app.subheader[0].value == "Model card: hotdog_mlp"
+        captions = [cap for im in app.get("image") for cap in im.captions]
+        assert "What the model sees (32×32)" in captions
+        mlp_p = probabilities(app)
+        assert mlp_p == pytest.approx([expected_p(random_models, "hotdog_mlp", data)], abs=0.006)
+        assert mlp_p != cnn_p
+        assert any("Flatten" in c.value for c in app.code)
+
+    def test_file_names_are_not_markdown(self, app: AppTest) -> None:
+        upload(app, [("[click](http://example.com) *x*.png", b"")])
+        (message,) = errors(app)
+        assert "\\[click\\]\\(http://example\\.com\\) \\*x\\*\\.png" in message
+
+    def test_twelve_megapixel_jpeg(self, app: AppTest, twelve_mp_jpeg: bytes) -> None:
+        upload(app, [("camera.jpg", twelve_mp_jpeg)])
+        assert not app.exception and errors(app) == []
+        assert len(verdicts(app)) == 1
+
+    def test_exif_orientation_is_applied(self, app: AppTest, random_models: Path) -> None:
+        rotated, upright, raw = exif_rotated_pair()
+        upload(app, [("rotated.png", rotated), ("upright.png", upright), ("raw.png", raw)])
+        p_rotated, p_upright, p_raw = probabilities(app)
+        assert p_rotated == p_upright
+        assert p_raw != p_upright  # so the check above could fail
+        assert p_raw == pytest.approx(expected_p(random_models, "hotdog_cnn", raw), abs=0.006)
+
+
+class TestInputs:
+    @pytest.mark.parametrize("case", BAD_INPUTS, ids=list(BAD_INPUTS))
+    def test_bad_file_gets_its_own_error(self, app: AppTest, case: str) -> None:
+        name, make, words = BAD_INPUTS[case]
+        good = encode(photo_like(120, 90), "PNG")
+        upload(app, [("before.png", good), (name, make()), ("after.png", good)])
+        assert not app.exception
+        (message,) = errors(app)
+        assert words in message
+        assert name.replace(".", "\\.") in message
+        assert "Traceback" not in message and "\n" not in message
+        assert len(verdicts(app)) == 2  # the good files around it are still classified
+
+    @pytest.mark.parametrize("case", ODD_BUT_VALID, ids=list(ODD_BUT_VALID))
+    def test_odd_but_valid_file_is_classified(self, app: AppTest, case: str) -> None:
+        name, make = ODD_BUT_VALID[case]
+        upload(app, [(name, make())])
+        assert not app.exception
+        assert errors(app) == []
+        assert len(verdicts(app)) == 1 and verdicts(app)[0] in VERDICTS
+
+    def test_all_bad_inputs_at_once(self, app: AppTest) -> None:
+        files = [(name, make()) for name, make, _ in BAD_INPUTS.values()]
+        files += [(name, make()) for name, make in ODD_BUT_VALID.values()]
+        upload(app, files)
+        assert not app.exception
+        assert len(errors(app)) == len(BAD_INPUTS)
+        assert len(verdicts(app)) == len(ODD_BUT_VALID)
+
+
+class TestModelProblems:
+    def run_with(self, directory: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+        monkeypatch.setenv("HOTDOG_MODELS_DIR", str(directory))
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.run()
+        assert not at.exception
+        return at
+
+    def test_corrupt_weights(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        (tmp_path / "hotdog_cnn.npz").write_bytes(b"PK\x03\x04 definitely not a zip")
+        (tmp_path / "hotdog_cnn.json").write_text("{}")
+        at = self.run_with(tmp_path, monkeypatch)
+        (message,) = errors(at)
+        assert "Could not load the model" in message and "hotdog\\_cnn" in message
+        assert verdicts(at) == []
+
+    def test_weights_of_another_architecture(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, random_models: Path
+    ) -> None:
+        state, _ = models.io.load_model_file(random_models / "hotdog_mlp.npz")
+        config = {"architecture": HOTDOG_CNN, "preprocess": PreprocessConfig().to_dict()}
+        save_model(tmp_path / "hotdog_cnn.npz", state, config, {})
+        at = self.run_with(tmp_path, monkeypatch)
+        (message,) = errors(at)
+        assert "does not match its architecture" in message
+
+    def test_no_models(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        at = self.run_with(tmp_path, monkeypatch)
+        (message,) = errors(at)
+        assert "No model found" in message
+
+
+class TestHelpers:
+    def test_overlay_and_colormap(self) -> None:
+        import app as app_module
+
+        image = np.full((8, 8, 3), 200, np.uint8)
+        saliency = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+        out = app_module.overlay(image, saliency)
+        assert out.shape == (8, 8, 3) and out.dtype == np.uint8
+        assert (app_module.colormap(np.array([0.0, 1.0])) == app_module.INFERNO[[0, 255]]).all()
+        # hot pixels take the colour map's bright end, cold ones stay close to the photo
+        assert out[-1, -1].sum() > out[0, 0].sum()
+        assert app_module.enlarge(np.zeros((4, 2, 3), np.uint8), 64).size == (64, 128)
+
+
+# --------------------------------------------------------------------------- shipped models
+
+SHIPPED = ROOT / "models" / "hotdog_cnn.npz"
+
+
+@pytest.fixture
+def shipped_app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    if not SHIPPED.exists():
+        if STRICT:
+            pytest.fail(f"{SHIPPED} is required in CI but is missing")
+        pytest.skip(f"{SHIPPED.name} has not been trained yet")
+    monkeypatch.delenv("HOTDOG_MODELS_DIR", raising=False)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception
+    return at
+
+
+class TestShippedModels:
+    """The real weights in ``models/`` give the right verdicts on the example images."""
+
+    @pytest.mark.parametrize(
+        ("example", "verdict"),
+        [
+            ("coffee.jpg", "Not hotdog"),
+            ("cat.jpg", "Not hotdog"),
+            ("rocket.jpg", "Not hotdog"),
+            ("astronaut.jpg", "Not hotdog"),
+            ("hotdog.jpg", "🌭 Hotdog"),
+        ],
+    )
+    def test_example_verdicts(self, shipped_app: AppTest, example: str, verdict: str) -> None:
+        shipped_app.button(key=f"example-{example}").click().run()
+        assert not shipped_app.exception
+        assert verdicts(shipped_app) == [verdict]
+
+    def test_every_shipped_model_loads_and_answers(self, shipped_app: AppTest) -> None:
+        names = models.available()
+        assert names[0] == models.DEFAULT_MODEL
+        upload(shipped_app, [("coffee.jpg", (EXAMPLES / "coffee.jpg").read_bytes())])
+        for name in names:
+            shipped_app.selectbox(key="model").set_value(name).run()
+            assert not shipped_app.exception and errors(shipped_app) == []
+            assert verdicts(shipped_app) == ["Not hotdog"], name
