@@ -1,0 +1,276 @@
+"""``python -m training``: train / evaluate / predict / fetch, run as a user would (subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import models
+from models.io import load_arrays
+from tests.tiny_data import write_image_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_ARCH = '{"type": "resnet", "stem": 4, "channels": [8], "dropout": 0.0}'
+TINY = ["--size", "16", "--batch-size", "8", "--workers", "1", "--arch-json", TINY_ARCH]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    cache = tmp_path_factory.mktemp("cache")
+    return {
+        **os.environ,
+        "HOTDOG_CACHE_DIR": str(cache),
+        "TQDM_DISABLE": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def run(env: dict[str, str], *args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "training", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], code: int = 2) -> str:
+    """Exit ``code``, no traceback, and a one-line message on stderr; return that line."""
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two sources: 2 x 20 PNGs and 2 x 10 JPEGs, reddish hot_dog/ vs bluish nothotdog/."""
+    root = tmp_path_factory.mktemp("data")
+    write_image_folder(root / "alpha", n_per_class=20, side=24, seed=0)
+    write_image_folder(root / "beta", n_per_class=10, side=30, seed=5, fmt="JPEG")
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(env: dict[str, str], data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("out") / "tiny"
+    proc = run(env, "train", "--data", str(data), "--out", str(out), "--epochs", "3", *TINY,
+               "--notes", "test run")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return out.with_suffix(".npz")
+
+
+# ------------------------------------------------------------------------------- train
+
+
+def test_train_writes_a_loadable_model_and_its_card(trained: Path, data: Path) -> None:
+    with np.load(trained, allow_pickle=False) as z:
+        assert "__config__" in z.files
+    clf = models.load(trained)
+    assert clf.preprocess.size == 16
+    assert not trained.with_suffix(".ckpt.npz").exists()  # removed after a finished run
+
+    card = json.loads(trained.with_suffix(".json").read_text())
+    for key in ("name", "created", "command", "architecture", "preprocess", "classes", "data",
+                "augmentation", "training", "epochs_run", "best_epoch", "seed", "wall_seconds",
+                "cpu_count", "metrics", "history", "n_parameters", "notes"):  # fmt: skip
+        assert key in card, key
+    assert card["name"] == "tiny" and card["notes"] == "test run"
+    assert card["command"].startswith("python -m training train --data ")
+    assert card["architecture"]["channels"] == [8]
+    assert card["epochs_run"] == len(card["history"]) == 3
+    assert card["data"]["train"]["n"] + card["data"]["val"]["n"] == 60
+    assert set(card["data"]["val"]["sources"]) == {"alpha", "beta"}
+    metrics = card["metrics"]
+    assert metrics["n"] == card["data"]["val"]["n"]
+    assert set(metrics["per_source"]) == {"alpha", "beta"}
+    assert metrics["accuracy"] > 0.7  # reddish vs bluish: easy
+    assert card["history"][-1]["train_loss"] < card["history"][0]["train_loss"]
+
+
+def test_mlp_preset_and_resume_of_a_finished_run(
+    env: dict[str, str], data: Path, tmp_path: Path
+) -> None:
+    out, ckpt = tmp_path / "mlp", tmp_path / "mlp.ckpt.npz"
+    args = ["train", "--data", str(data), "--model", "mlp", "--size", "8", "--epochs", "2",
+            "--out", str(out), "--workers", "1", "--batch-size", "16"]  # fmt: skip
+    first = run(env, *args, "--keep-checkpoint")
+    assert first.returncode == 0, first.stderr
+    assert "epoch 2/2" in first.stderr
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["architecture"]["in_features"] == 64 and card["preprocess"]["grayscale"]
+    weights = load_arrays(out.with_suffix(".npz"))
+
+    again = run(env, *args, "--resume", "--keep-checkpoint")
+    assert again.returncode == 0, again.stderr
+    assert "resuming after epoch 2 of 2" in again.stderr
+    for k, v in load_arrays(out.with_suffix(".npz")).items():
+        assert np.array_equal(v, weights[k]), k
+
+    other = run(env, *args, "--resume", "--lr", "0.5")
+    assert "other settings (lr: 0.001 -> 0.5)" in assert_clean_error(other)
+    assert ckpt.exists()
+    missing = run(env, *args, "--resume", "--checkpoint", str(tmp_path / "none.npz"))
+    assert "no checkpoint" in assert_clean_error(missing)
+
+
+def test_scalar_mlp_preset(env: dict[str, str], data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scalar"
+    proc = run(env, "train", "--data", str(data), "--model", "scalar-mlp", "--size", "4",
+               "--epochs", "2", "--out", str(out), "--workers", "1")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"\d+ images/second", proc.stdout)
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["architecture"] == {"type": "scalar-mlp", "nin": 16, "nouts": [16, 1]}
+    assert "models.load() cannot load it" in card["loading"]
+    np.load(out.with_suffix(".npz"), allow_pickle=False).close()
+    # models.load refuses it cleanly, so evaluate does too
+    refused = run(env, "evaluate", "--weights", str(out.with_suffix(".npz")), "--data", str(data))
+    assert "scalar-mlp" in assert_clean_error(refused)
+
+
+def test_ctrl_c_keeps_the_last_checkpoint(env: dict[str, str], data: Path, tmp_path: Path) -> None:
+    out, ckpt = tmp_path / "long", tmp_path / "long.ckpt.npz"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", "train", "--data", str(data), "--out", str(out),
+         "--epochs", "1000", *TINY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert re.search(r"interrupted: .*long\.ckpt\.npz holds epoch \d+; .*--resume", stderr)
+    meta = json.loads(str(load_arrays(ckpt)["meta"]))
+    assert meta["epoch"] >= 1 and len(meta["history"]) == meta["epoch"]
+    assert not out.with_suffix(".npz").exists()
+
+
+# ------------------------------------------------------------------------------- evaluate
+
+
+def test_evaluate_json_contract(env: dict[str, str], trained: Path, data: Path) -> None:
+    proc = run(env, "evaluate", "--weights", str(trained), "--data", str(data), "--json")
+    assert proc.returncode == 0, proc.stderr
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert {"n", "accuracy", "balanced_accuracy", "confusion", "seconds"} <= set(result)
+    assert result["n"] == 60
+    (tn, fp), (fn, tp) = result["confusion"]
+    assert tn + fp == 30 and fn + tp == 30
+    assert result["accuracy"] == pytest.approx((tn + tp) / 60)
+    assert 0 <= result["balanced_accuracy"] <= 1 and result["seconds"] >= 0
+    assert "balanced accuracy" in proc.stdout  # the human table comes first
+
+
+def test_evaluate_without_json_prints_a_table(env: dict[str, str], trained: Path, data: Path):
+    proc = run(env, "evaluate", "--weights", str(trained), "--data", str(data / "beta"))
+    assert proc.returncode == 0, proc.stderr
+    assert "images             20" in proc.stdout
+    assert "{" not in proc.stdout
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no_class_folders", "no_images", "file"])
+def test_evaluate_bad_data(env: dict[str, str], trained: Path, tmp_path: Path, case: str) -> None:
+    target = tmp_path / case
+    if case == "empty":
+        target.mkdir()
+    elif case == "no_class_folders":
+        (target / "pizza").mkdir(parents=True)
+        (target / "pizza" / "a.png").write_bytes((trained.parent / "tiny.json").read_bytes())
+    elif case == "no_images":
+        (target / "hot_dog").mkdir(parents=True)
+        (target / "not_hot_dog").mkdir()
+        (target / "hot_dog" / "notes.txt").write_text("no images here")
+    elif case == "file":
+        target.write_text("a file, not a folder")
+    proc = run(env, "evaluate", "--weights", str(trained), "--data", str(target), "--json")
+    assert str(target.name) in assert_clean_error(proc)
+    assert proc.stdout == ""
+
+
+@pytest.mark.parametrize("content", [b"", b"not a zip at all", b"PK\x03\x04 truncated"])
+def test_evaluate_bad_weights(
+    env: dict[str, str], data: Path, tmp_path: Path, content: bytes
+) -> None:
+    weights = tmp_path / "broken.npz"
+    weights.write_bytes(content)
+    proc = run(env, "evaluate", "--weights", str(weights), "--data", str(data), "--json")
+    assert "broken.npz" in assert_clean_error(proc)
+    missing = run(env, "evaluate", "--weights", str(tmp_path / "gone.npz"), "--data", str(data))
+    assert "gone.npz" in assert_clean_error(missing)
+
+
+# ------------------------------------------------------------------------------- predict
+
+
+def test_predict_lines_and_a_bad_image_in_the_middle(
+    env: dict[str, str], trained: Path, data: Path, tmp_path: Path
+) -> None:
+    hotdog = data / "alpha" / "hot_dog" / "hot_dog_000.png"
+    other = data / "beta" / "nothotdog" / "nothotdog_001.jpeg"
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    proc = run(env, "predict", "--weights", str(trained), str(hotdog), str(bad), str(other))
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [str(hotdog), str(other)]
+    for line in lines:
+        assert re.fullmatch(r"[^\t]+\t(hotdog|not_hotdog)\t[01]\.\d{4}", line), line
+    assert lines[0].split("\t")[1] == "hotdog" and lines[1].split("\t")[1] == "not_hotdog"
+    err = assert_clean_error(proc, code=1)
+    assert "broken.jpg" in err
+
+    ok = run(env, "predict", "--weights", str(trained), str(hotdog))
+    assert ok.returncode == 0 and ok.stderr == ""
+    assert ok.stdout.count("\n") == 1
+
+
+def test_predict_bad_weights(env: dict[str, str], data: Path, tmp_path: Path) -> None:
+    image = data / "alpha" / "hot_dog" / "hot_dog_000.png"
+    proc = run(env, "predict", "--weights", str(tmp_path / "none.npz"), str(image))
+    assert "none.npz" in assert_clean_error(proc)
+
+
+# ------------------------------------------------------------------------------- misc
+
+
+def test_argument_errors_exit_2(env: dict[str, str]) -> None:
+    for args in (["train", "--out", "x"], ["evaluate"], ["predict"], ["frobnicate"],
+                 ["train", "--data", "d", "--out", "x", "--epochs", "0"]):  # fmt: skip
+        proc = run(env, *args)
+        assert proc.returncode == 2, args
+        assert "Traceback" not in proc.stderr
+        assert "error:" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_fetch_from_a_local_archive(env: dict[str, str], data: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "mini.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for image in sorted((data / "alpha").rglob("*.png"))[::8]:
+            z.write(image, f"mini/{image.parent.name}/{image.name}")
+    dest = tmp_path / "fetched"
+    proc = run(env, "fetch", "mini", "--url", str(archive), "--dest", str(dest))
+    assert proc.returncode == 0, proc.stderr
+    assert Path(proc.stdout.strip()) == dest / "mini"
+    assert sorted(p.name for p in (dest / "mini").iterdir()) == ["hot_dog", "not_hot_dog"]
+
+    unknown = run(env, "fetch", "no-such-dataset", "--dest", str(dest))
+    assert "unknown dataset" in assert_clean_error(unknown)
