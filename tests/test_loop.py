@@ -40,7 +40,9 @@ CONFIG = TrainConfig(
 
 @pytest.fixture(scope="module")
 def train() -> Any:
-    return make_dataset(40, seed=0)
+    data = make_dataset(40, seed=0)
+    data.sources = np.array(["big"] * 30 + ["small"] * 10)
+    return data
 
 
 @pytest.fixture(scope="module")
@@ -124,11 +126,13 @@ def test_fit_learns_and_reports(train: Any, val: Any) -> None:
     assert batch[1:3] == (1, 5)
 
 
-@pytest.mark.parametrize("balanced", [True, False])
+@pytest.mark.parametrize(
+    "settings", [{}, {"balanced": False}, {"source_power": 0.0, "optimizer": "sgd"}]
+)
 def test_interrupted_and_resumed_equals_uninterrupted(
-    train: Any, val: Any, tmp_path: Path, balanced: bool
+    train: Any, val: Any, tmp_path: Path, settings: dict[str, Any]
 ) -> None:
-    config = replace(CONFIG, balanced=balanced)
+    config = replace(CONFIG, **settings)
     straight = model()
     expected = fit(straight, train, val, config)
 

@@ -370,6 +370,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             min_lr=args.min_lr,
             label_smoothing=args.label_smoothing,
             balanced=not args.class_weights,
+            source_power=args.source_power,
             augment=augment,
             grad_clip=args.grad_clip,
             seed=args.seed,
@@ -680,6 +681,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--class-weights",
         action="store_true",
         help="shuffled epochs with a class-weighted loss instead of balanced batches",
+    )
+    t.add_argument(
+        "--source-power",
+        type=float,
+        default=1.0,
+        help="balanced batches draw each source by count ** P: 1 natural mix (default), "
+        "0 every source equally, 0.5 in between",
     )
     t.add_argument("--no-augment", action="store_true", help="train on the serving pixels only")
     t.add_argument("--seed", type=int, default=0, help="split, init, batches, augmentation")

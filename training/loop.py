@@ -60,6 +60,9 @@ class TrainConfig:
     label_smoothing: cross-entropy target smoothing.
     balanced: half of every batch is hotdog (``balanced_batches``); otherwise shuffled epochs
         with a class-weighted loss (``class_weights``).
+    source_power: with ``balanced``, each class draws from source ``s`` in proportion to
+        ``count_s ** source_power``: 1 keeps the natural mix, 0 gives every source an equal
+        share (``balanced_batches``' ``group_power``).
     augment: ``training.augment.AugmentConfig`` fields (``{}`` = defaults; ``out_size`` is
         always the preprocessing size); None trains on the serving pixels without augmentation.
     grad_clip: clip the global gradient norm to this (0 = off).
@@ -79,6 +82,7 @@ class TrainConfig:
     min_lr: float = 0.0
     label_smoothing: float = 0.0
     balanced: bool = True
+    source_power: float = 1.0
     augment: dict[str, Any] | None = field(default_factory=dict)
     grad_clip: float = 0.0
     seed: int = 0
@@ -98,8 +102,8 @@ class TrainConfig:
             raise ValueError(f"warmup_epochs must be in [0, epochs], not {self.warmup_epochs}")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
-        if self.patience < 0 or self.grad_clip < 0:
-            raise ValueError("patience and grad_clip must not be negative")
+        if self.patience < 0 or self.grad_clip < 0 or self.source_power < 0:
+            raise ValueError("patience, grad_clip and source_power must not be negative")
         PreprocessConfig.from_dict(self.preprocess)  # fail now, not after the first epoch
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,15 +180,21 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
 
 
 def epoch_batches(
-    labels: np.ndarray, config: TrainConfig, rng: np.random.Generator
+    labels: np.ndarray,
+    config: TrainConfig,
+    rng: np.random.Generator,
+    sources: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Index batches of one epoch (``steps_per_epoch`` of them), all drawn from ``rng`` now.
 
-    Balanced: ``balanced_batches``. Otherwise a permutation cut into ``batch_size`` pieces; a
-    last piece of one image joins the one before it (BatchNorm needs two images per batch).
+    Balanced: ``balanced_batches``, mixing ``sources`` by ``config.source_power``. Otherwise
+    a permutation cut into ``batch_size`` pieces; a last piece of one image joins the one
+    before it (BatchNorm needs two images per batch).
     """
     if config.balanced:
-        return balanced_batches(labels, config.batch_size, rng)
+        return balanced_batches(
+            labels, config.batch_size, rng, groups=sources, group_power=config.source_power
+        )
     perm = rng.permutation(len(labels))
     batches = [perm[i : i + config.batch_size] for i in range(0, len(perm), config.batch_size)]
     if len(batches) > 1 and len(batches[-1]) < 2:
@@ -443,7 +453,8 @@ def fit(
         epoch_start = time.perf_counter()
         model.train()
         loss_sum, correct, seen, lr = 0.0, 0, 0, optimizer.lr
-        for step, idx in enumerate(epoch_batches(train.labels, config, rng), start=1):
+        batches = epoch_batches(train.labels, config, rng, train.sources)
+        for step, idx in enumerate(batches, start=1):
             crops = augmenter(train.images[idx], rng) if augmenter else train.eval_images[idx]
             y = train.labels[idx]
             logits = model(Tensor(normalize(crops, preprocess)))
