@@ -1,0 +1,479 @@
+"""Engine speed: the shipped CNN on our Tensor engine against the same network in PyTorch.
+
+Both engines train the architecture of ``models.architectures.HOTDOG_CNN`` (a small ResNet) on
+one batch of 64 RGB 64x64 images, in one run, on the same cores with the same number of threads:
+
+- ``cnn_step_ms`` / ``torch_cnn_step_ms``: one training step (forward, cross-entropy, backward,
+  Adam update), the median over several steps after warm-up (PyTorch sets up its kernels during
+  its first two steps, which take seconds). The PyTorch network is a mirror of
+  ``models.architectures.ResNet`` built from the same config and loaded with the same weights
+  (the run checks that both give the same logits).
+- ``ratio``: ours / torch (above 1 means ours is slower).
+- ``infer_ms``: one image, from a decoded PIL image to the hotdog probability (the serving
+  path: ``models.load("hotdog_cnn").predict`` when a shipped model exists, otherwise
+  ``models.preprocess.preprocess`` + an eval-mode forward under ``no_grad`` + softmax).
+- ``peak_mem_mb`` / ``torch_peak_mem_mb``: how far one training step raises the resident set
+  above what the model and the batch already use, each engine measured the same way in a fresh
+  process of its own; ``numpy_traced_peak_mb`` is the peak of numpy allocations in our step
+  (``tracemalloc``).
+- ``scalar_*``: the scalar ``Value`` engine against Karpathy's micrograd, from
+  ``benchmarks/bench_scalar.py`` when it is present.
+
+numpy's OpenBLAS can be forced onto older kernels by ``OPENBLAS_CORETYPE`` (and tuned by
+``OPENBLAS_L2_SIZE``), while PyTorch always uses its own. When either variable is set, the
+script re-runs itself without them so the comparison is between each library's best kernels,
+and says so.
+
+Usage::
+
+    python benchmarks/bench_engine.py [--batch 64] [--size 64] [--repeats 5] [--json] [--quick]
+
+With ``--json`` the last line of stdout is one JSON object holding every figure above (``null``
+where a figure could not be measured, e.g. without PyTorch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import gc
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# The repository is not an installed package: make it importable when run as a script.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+import micrograd.functional as F  # noqa: E402
+from micrograd import Tensor, no_grad  # noqa: E402
+from micrograd.nn import Module  # noqa: E402
+from micrograd.optim import Adam  # noqa: E402
+from models.architectures import HOTDOG_CNN, build  # noqa: E402
+
+BLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+REEXEC_MARKER = "BENCH_ENGINE_REMOVED"  # set for the re-executed process: what was removed
+SCALAR_BENCH = ROOT / "benchmarks" / "bench_scalar.py"
+
+
+# ---------------------------------------------------------------------- environment
+def reexec_without_blas_overrides() -> None:
+    """Replace this process by a fresh run of the same command without ``BLAS_OVERRIDES``."""
+    removed = [f"{k}={os.environ[k]}" for k in BLAS_OVERRIDES if k in os.environ]
+    if not removed:
+        return
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_OVERRIDES}
+    env[REEXEC_MARKER] = " ".join(removed)
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable, *sys.argv], env)
+
+
+def _openblas_call(name: str, restype: Any) -> Any:
+    """Call ``openblas_<name>()`` in the OpenBLAS that numpy loaded (None if not found)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower()}
+    except OSError:
+        return None
+    for path in sorted(paths):
+        with contextlib.suppress(OSError):
+            lib = ctypes.CDLL(path)
+            for symbol in (f"scipy_openblas_{name}64_", f"openblas_{name}64_", f"openblas_{name}"):
+                fn = getattr(lib, symbol, None)
+                if fn is not None:
+                    fn.restype = restype
+                    return fn()
+    return None
+
+
+def blas_info() -> dict[str, Any]:
+    """numpy's BLAS: ``{"library", "kernel", "threads"}`` (values None when unknown)."""
+    try:
+        from threadpoolctl import threadpool_info  # type: ignore[import-not-found]
+
+        for pool in threadpool_info():
+            if pool.get("user_api") == "blas":
+                return {
+                    "library": pool.get("internal_api"),
+                    "kernel": pool.get("architecture"),
+                    "threads": pool.get("num_threads"),
+                }
+    except ImportError:
+        pass
+    kernel = _openblas_call("get_corename", ctypes.c_char_p)
+    threads = _openblas_call("get_num_threads", ctypes.c_int)
+    return {
+        "library": "openblas" if kernel is not None else None,
+        "kernel": kernel.decode() if kernel is not None else None,
+        "threads": threads,
+    }
+
+
+def optional_torch() -> Any:
+    try:
+        import torch
+    except ImportError:
+        return None
+    return torch
+
+
+# ---------------------------------------------------------------------- the two networks
+def torch_mirror(config: dict[str, Any], torch: Any) -> Any:
+    """``models.architectures.ResNet`` for ``config``, in PyTorch, with the same parameter and
+    buffer names, so our ``state_dict`` loads into it one to one."""
+    if config.get("type") != "resnet":
+        raise ValueError("the PyTorch mirror covers the 'resnet' architecture only")
+    tnn = torch.nn
+
+    def conv_bn_relu(cin: int, cout: int, stride: int) -> Any:
+        return tnn.Sequential(
+            tnn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False),
+            tnn.BatchNorm2d(cout),
+            tnn.ReLU(),
+        )
+
+    class ResidualBlock(tnn.Module):
+        def __init__(self, channels: int) -> None:
+            super().__init__()
+            self.conv1 = conv_bn_relu(channels, channels, 1)
+            self.conv2 = tnn.Conv2d(channels, channels, 3, padding=1, bias=False)
+            self.bn2 = tnn.BatchNorm2d(channels)
+
+        def forward(self, x: Any) -> Any:
+            return torch.relu(x + self.bn2(self.conv2(self.conv1(x))))
+
+    class ResNet(tnn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            cin = config["stem"]
+            layers = [conv_bn_relu(config.get("in_channels", 3), cin, 1), tnn.MaxPool2d(2)]
+            for i, c in enumerate(config["channels"]):
+                if i > 0 or c != cin:
+                    layers.append(conv_bn_relu(cin, c, 2 if i > 0 else 1))
+                layers.append(ResidualBlock(c))
+                cin = c
+            self.features = tnn.Sequential(*layers)
+            self.dropout = tnn.Dropout(config.get("dropout", 0.0))
+            self.head = tnn.Linear(cin, config.get("num_classes", 2))
+
+        def forward(self, x: Any) -> Any:
+            return self.head(self.dropout(self.features(x).mean(dim=(2, 3))))
+
+    return ResNet()
+
+
+def copy_weights(ours: Module, mirror: Any, torch: Any) -> None:
+    """Load our parameters and buffers into the mirror; every name must match."""
+    state = {name: torch.from_numpy(value) for name, value in ours.state_dict().items()}
+    result = mirror.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if not k.endswith("num_batches_tracked")]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(f"mirror mismatch: missing {missing}, extra {result.unexpected_keys}")
+
+
+def batch(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Random normalised images ``float32 (n, 3, size, size)`` and labels ``int64 (n,)``."""
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 3, size, size), dtype=np.float32), rng.integers(0, 2, n)
+
+
+def our_training_step(images: np.ndarray, labels: np.ndarray) -> Callable[[], None]:
+    model = build(HOTDOG_CNN).train()
+    optimizer = Adam(model.parameters(), lr=1e-3)
+    x = Tensor(images)
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def torch_training_step(images: np.ndarray, labels: np.ndarray, torch: Any) -> Callable[[], None]:
+    model = torch_mirror(HOTDOG_CNN, torch)
+    copy_weights(build(HOTDOG_CNN), model, torch)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x, y = torch.from_numpy(images), torch.from_numpy(labels)
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def max_logit_difference(images: np.ndarray, torch: Any) -> float:
+    """Largest |ours - torch| over eval-mode logits of the same weights: the mirror is faithful."""
+    ours = build(HOTDOG_CNN).eval()
+    mirror = torch_mirror(HOTDOG_CNN, torch)
+    copy_weights(ours, mirror, torch)
+    mirror.eval()
+    with no_grad():
+        a = ours(Tensor(images)).data
+    with torch.no_grad():
+        b = mirror(torch.from_numpy(images)).numpy()
+    return float(np.abs(a - b).max())
+
+
+# ---------------------------------------------------------------------- measurements
+def time_ms(fns: dict[str, Callable[[], Any]], repeats: int, warmup: int) -> dict[str, list[float]]:
+    """Wall times in ms of ``repeats`` calls of each function, after ``warmup`` untimed ones.
+
+    The functions take turns, so a change in background load slows them all alike instead of
+    falling on whichever happened to be measured at the time.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - start) * 1000.0)
+    return times
+
+
+def traced_peak_mb(fn: Callable[[], Any]) -> float:
+    """Peak of Python and numpy allocations made while ``fn`` runs (``tracemalloc``), in MB."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        fn()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return peak / 2**20
+
+
+def _rss_mb(field: str) -> float | None:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from ``/proc``, in MB."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def step_rss_mb(engine: str, n: int, size: int, threads: int) -> float | None:
+    """In this (fresh) process: how far one training step lifts the resident set, in MB.
+
+    The peak-RSS mark is reset once the model and batch exist (``/proc/self/clear_refs``), so
+    the figure is the step's own working memory: activations, gradients, optimizer state and
+    temporaries.
+    """
+    images, labels = batch(n, size)
+    if engine == "torch":
+        torch = optional_torch()
+        if torch is None:
+            return None
+        torch.set_num_threads(threads)
+        step = torch_training_step(images, labels, torch)
+    else:
+        step = our_training_step(images, labels)
+    gc.collect()
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak RSS to the current RSS
+    except OSError:
+        return None
+    before = _rss_mb("VmRSS")
+    step()
+    peak = _rss_mb("VmHWM")
+    return None if before is None or peak is None else peak - before
+
+
+def step_rss_in_subprocess(engine: str, n: int, size: int) -> float | None:
+    """``step_rss_mb`` measured in a fresh process, so neither engine inherits the other's heap."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", engine,
+           "--batch", str(n), "--size", str(size)]  # fmt: skip
+    try:
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+        return json.loads(run.stdout.strip().splitlines()[-1])["mb"]
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError, KeyError):
+        return None
+
+
+def inference(image: Any) -> tuple[Callable[[], float], str]:
+    """The serving path for one PIL image -> ``p_hotdog``, and a description of it."""
+    try:
+        from models import load
+
+        classifier = load("hotdog_cnn")
+        return lambda: classifier.predict(image).p_hotdog, "models.load('hotdog_cnn')"
+    except (ImportError, ValueError, OSError):
+        pass
+    from models.preprocess import PreprocessConfig, preprocess
+
+    cfg = PreprocessConfig()
+    model = build(HOTDOG_CNN).eval()
+
+    def predict() -> float:
+        x = preprocess(image, cfg)[None]
+        with no_grad():
+            return float(F.softmax(model(Tensor(x)), dim=1).data[0, 1])
+
+    return predict, "preprocess + build(HOTDOG_CNN), untrained"
+
+
+def photo(width: int = 640, height: int = 480) -> Any:
+    """A decoded RGB PIL image the size of a phone photo thumbnail: smooth colour + noise."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:height, 0:width]
+    base = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy) * 127 / (width + height)], -1)
+    pixels = np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels, "RGB")
+
+
+def scalar_figures(repeats: int) -> dict[str, Any]:
+    """``benchmarks/bench_scalar.py``'s result, or nulls when that benchmark is absent."""
+    empty = {"scalar_ms": None, "scalar_karpathy_ms": None, "scalar_ratio": None}
+    if not SCALAR_BENCH.is_file():
+        return empty
+    spec = importlib.util.spec_from_file_location("bench_scalar", SCALAR_BENCH)
+    if spec is None or spec.loader is None:
+        return empty
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.main(["--repeats", str(repeats)])
+    return {
+        "scalar_ms": result.get("ours_ms"),
+        "scalar_karpathy_ms": result.get("karpathy_ms"),
+        "scalar_ratio": result.get("ratio"),
+    }
+
+
+def _fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}{unit}"
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def load_average() -> float | None:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+# ---------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=64, help="images per training step")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels")
+    parser.add_argument("--repeats", type=int, default=5, help="timed steps (median is kept)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
+    parser.add_argument("--quick", action="store_true", help="batch 4, 1 repeat, no extras")
+    parser.add_argument("--no-scalar", action="store_true", help="skip bench_scalar.py")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory figures")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--memory-probe", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batch, args.repeats, args.warmup = 4, 1, 0
+        args.no_scalar = args.no_memory = True
+
+    blas = blas_info()
+    threads = blas["threads"] or cpu_count()  # torch gets as many threads as numpy's BLAS
+    if args.memory_probe:
+        print(json.dumps({"mb": step_rss_mb(args.memory_probe, args.batch, args.size, threads)}))
+        return {}
+
+    removed = os.environ.pop(REEXEC_MARKER, None)
+    if removed:
+        print(f"note: re-ran without {removed}, so numpy's OpenBLAS uses its native kernels")
+    torch = optional_torch()
+    if torch is not None:
+        torch.set_num_threads(threads)
+    kernel = f"{blas['library']} {blas['kernel']}" if blas["kernel"] else "unknown kernel"
+    print(f"numpy BLAS: {kernel}, {blas['threads'] or '?'} threads; "
+          f"torch: {torch.get_num_threads() if torch else 'absent'} threads; "
+          f"load average {_fmt(load_average(), 2)} on {cpu_count()} cpus")  # fmt: skip
+    print(f"HOTDOG_CNN {HOTDOG_CNN}, batch {args.batch}, {args.size}x{args.size} RGB")
+
+    images, labels = batch(args.batch, args.size)
+    steps = {"ours": our_training_step(images, labels)}
+    if torch is not None:
+        steps["torch"] = torch_training_step(images, labels, torch)
+    times = time_ms(steps, args.repeats, args.warmup)
+    ours_times, torch_times = times["ours"], times.get("torch")
+    logit_diff = max_logit_difference(images[:8], torch) if torch is not None else None
+    numpy_peak = ours_rss = torch_rss = None
+    if not args.no_memory:
+        numpy_peak = traced_peak_mb(our_training_step(images, labels))
+        ours_rss = step_rss_in_subprocess("ours", args.batch, args.size)
+        torch_rss = step_rss_in_subprocess("torch", args.batch, args.size) if torch else None
+
+    predict, infer_path = inference(photo())
+    infer_times = time_ms({"infer": predict}, 3 if args.quick else 30, 1 if args.quick else 3)
+
+    step_ms = statistics.median(ours_times)
+    torch_ms = statistics.median(torch_times) if torch_times else None
+    result: dict[str, Any] = {
+        "cnn_step_ms": step_ms,
+        "torch_cnn_step_ms": torch_ms,
+        "ratio": step_ms / torch_ms if torch_ms else None,
+        "infer_ms": statistics.median(infer_times["infer"]),
+        "peak_mem_mb": ours_rss,
+        "torch_peak_mem_mb": torch_rss,
+        "numpy_traced_peak_mb": numpy_peak,
+        "cnn_step_ms_all": ours_times,
+        "torch_cnn_step_ms_all": torch_times,
+        "max_logit_diff": logit_diff,
+        "batch": args.batch,
+        "image_size": args.size,
+        "threads": threads,
+        "blas_kernel": blas["kernel"],
+        "blas_overrides_removed": removed,
+        "infer_path": infer_path,
+        "load_average": load_average(),
+    }
+
+    print(f"{'':28}{'ours':>10}{'torch':>10}{'ratio':>8}")
+    ratio = _fmt(result["ratio"], 2, "x")
+    print(f"{'train step (ms, median)':28}{step_ms:>10.1f}{_fmt(torch_ms):>10}{ratio:>8}")
+    spread = f"{min(ours_times):.0f}-{max(ours_times):.0f}"
+    torch_spread = f"{min(torch_times):.0f}-{max(torch_times):.0f}" if torch_times else "n/a"
+    print(f"{'  spread (min-max)':28}{spread:>10}{torch_spread:>10}")
+    print(f"{'step memory (MB, RSS rise)':28}{_fmt(ours_rss):>10}{_fmt(torch_rss):>10}")
+    print(f"{'  numpy allocations peak':28}{_fmt(numpy_peak):>10}")
+    print(f"{'inference, 1 image (ms)':28}{result['infer_ms']:>10.1f}   via {infer_path}")
+    if logit_diff is not None:
+        print(f"same weights, eval logits differ by at most {logit_diff:.2e}")
+
+    if not args.no_scalar:
+        print("scalar engine (benchmarks/bench_scalar.py):")
+        result.update(scalar_figures(args.repeats))
+    else:
+        result.update({"scalar_ms": None, "scalar_karpathy_ms": None, "scalar_ratio": None})
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    reexec_without_blas_overrides()
+    main()
