@@ -17,9 +17,11 @@ import pytest
 
 import micrograd.tensor as tensor_module
 from micrograd import Tensor, no_grad
+from micrograd.engine import Value
 from micrograd.tensor import concatenate, ones, stack, unbroadcast, where, zeros
 from tests.conftest import optional_import
 from tests.gradcheck import compare_with_torch, gradcheck
+from tests.math_cases import MATH_CASES, MathCase, reference
 
 
 @pytest.fixture(scope="module")
@@ -323,7 +325,7 @@ def test_deep_chain_does_not_recurse() -> None:
     x = Tensor(1.0, requires_grad=True, dtype=None)
     y = x
     for _ in range(100_000):
-        y = y * 1.0000001 + 0.0
+        y = y * 1.0000001
     y.backward()
     np.testing.assert_allclose(x.grad, 1.0000001**100_000, rtol=1e-9)
     np.testing.assert_allclose(y.data, 1.0000001**100_000, rtol=1e-9)
@@ -459,3 +461,33 @@ def test_shape_helpers() -> None:
     assert x.size() == (2, 3, 4) and x.size(1) == 3
     assert Tensor([[1.0, 2.0]]).tolist() == [[1.0, 2.0]]
     assert Tensor(7.0).item() == 7.0
+
+
+# ---------------------------------------------------------------------- the shared math table
+math_case_params = pytest.mark.parametrize("case", MATH_CASES, ids=[c.name for c in MATH_CASES])
+
+
+@math_case_params
+def test_math_case_matches_value_engine(case: MathCase) -> None:
+    values = [Value(x) for x in case.inputs]
+    expected = case.fn(*values)
+    expected.backward()
+    tensors = [Tensor(x, requires_grad=True, dtype=None) for x in case.inputs]
+    out = case.fn(*tensors)
+    out.backward()
+    assert out.shape == ()
+    np.testing.assert_allclose(out.item(), expected.data, rtol=1e-12, atol=1e-12)
+    for i, (t, v) in enumerate(zip(tensors, values, strict=True)):
+        np.testing.assert_allclose(t.grad, v.grad, rtol=1e-10, atol=1e-12, err_msg=f"arg {i}")
+
+
+@math_case_params
+def test_math_case_elementwise_on_arrays(case: MathCase) -> None:
+    rng = np.random.default_rng(len(case.name))
+    low, high = case.domain
+    arrays = [rng.uniform(low, high, size=(3, 4)) for _ in range(case.arity)]
+    out = case.fn(*(Tensor(a, dtype=None) for a in arrays))
+    assert out.shape == (3, 4)
+    expected = [reference(case, point) for point in zip(*(a.ravel() for a in arrays), strict=True)]
+    np.testing.assert_allclose(out.data.ravel(), expected, rtol=1e-10, atol=1e-12)
+    gradcheck(case.fn, arrays)
