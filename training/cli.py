@@ -38,7 +38,15 @@ from models.preprocess import PreprocessConfig
 from training import scalar
 from training.augment import AugmentConfig
 from training.data import Dataset, DatasetError, load_dataset, stratified_split
-from training.loop import Callback, CheckpointError, FitResult, TrainConfig, evaluate, fit
+from training.loop import (
+    Callback,
+    CheckpointError,
+    FitResult,
+    TrainConfig,
+    checkpoint_epoch,
+    evaluate,
+    fit,
+)
 from training.metrics import accuracy_by_group, summarize
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -116,11 +124,10 @@ class ProgressBar(Callback):
 
     def __init__(self) -> None:
         self.epochs = 0
-        self.last_epoch = 0  # last epoch completed (and checkpointed)
         self.bar: tqdm | None = None
 
     def on_train_start(self, info: dict[str, Any]) -> None:
-        self.epochs, self.last_epoch = info["epochs"], info["start_epoch"]
+        self.epochs = info["epochs"]
         _say(
             f"training on {info['n_train']} images, validating on {info['n_val']}; "
             f"{info['n_parameters']:,} parameters, {info['steps_per_epoch']} steps per epoch"
@@ -144,7 +151,6 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, epoch: int, record: dict[str, Any]) -> None:
         self.close()
-        self.last_epoch = epoch
         _say(epoch_line(record, self.epochs))
 
     def close(self) -> None:
@@ -310,6 +316,13 @@ def _card(
     }
 
 
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _cpu_count() -> int | None:
     """CPUs this process may use (a container's limit, not the host's count, where known)."""
     if hasattr(os, "sched_getaffinity"):
@@ -392,14 +405,19 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         _say(f"starting afresh: {checkpoint} will be overwritten (--resume continues it)")
 
     progress = ProgressBar()
+    before = _mtime(checkpoint)
     try:
         result = fit(model, train, val, config, [progress], checkpoint, resume=args.resume)
     except KeyboardInterrupt:
         progress.close()
-        if progress.last_epoch:
+        # Ask the file, not the progress bar (Ctrl-C may land between the checkpoint's rename
+        # and the epoch's callback), unless it is a previous run's that this one never replaced.
+        ours = args.resume or _mtime(checkpoint) != before
+        saved = checkpoint_epoch(checkpoint) if ours else None
+        if saved:
             print(
-                f"interrupted: {checkpoint} holds epoch {progress.last_epoch}; run the same "
-                "command with --resume to continue",
+                f"interrupted: {checkpoint} holds epoch {saved}; run the same command with "
+                "--resume to continue",
                 file=sys.stderr,
             )
         else:

@@ -377,6 +377,14 @@ def _load_checkpoint(
     )
 
 
+def checkpoint_epoch(path: str | os.PathLike[str]) -> int | None:
+    """Epochs completed in the checkpoint at ``path``; None if it is missing or unreadable."""
+    try:
+        return int(json.loads(str(load_arrays(path)["meta"]))["epoch"])
+    except (ModelFileError, KeyError, ValueError, TypeError):
+        return None
+
+
 # ---------------------------------------------------------------------------- the loop
 
 
