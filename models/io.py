@@ -30,6 +30,15 @@ import numpy as np
 CONFIG_KEY = "__config__"
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once at import: os.umask is process-wide, not thread-safe
+
+
 class ModelFileError(ValueError):
     """A weight file or model card that is missing, corrupt or inconsistent (one-line message)."""
 
@@ -41,6 +50,7 @@ def atomic_write(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file ordinary permissions
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -66,6 +76,8 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     p = Path(path)
     if not p.is_file():
         raise ModelFileError(f"no such weights file: {p}")
+    if not zipfile.is_zipfile(p):  # np.load would blame pickling for any non-zip file
+        raise ModelFileError(f"{p} is not a .npz weights file (corrupt or another format)")
     try:
         with np.load(p, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
