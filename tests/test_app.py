@@ -8,6 +8,7 @@ real verdicts when ``models/hotdog_cnn.npz`` is present (and fails under
 
 from __future__ import annotations
 
+import concurrent.futures
 import io
 import re
 import struct
@@ -412,6 +413,22 @@ class TestHelpers:
         # hot pixels take the colour map's bright end, cold ones stay close to the photo
         assert out[-1, -1].sum() > out[0, 0].sum()
         assert app_module.enlarge(np.zeros((4, 2, 3), np.uint8), 64).size == (64, 128)
+
+    def test_concurrent_sessions_get_their_own_answers(self, random_models: Path) -> None:
+        """Streamlit runs each session in a thread: classify() from many threads at once must
+        give exactly what it gives one call at a time."""
+        import app as app_module
+
+        classifier = models.load(random_models / "hotdog_cnn.npz")
+        photos = [encode(photo_like(100, 80, seed=s), "PNG") for s in range(6)]
+        alone = [app_module.classify(classifier, data) for data in photos]
+        with concurrent.futures.ThreadPoolExecutor(len(photos)) as pool:
+            together = list(pool.map(lambda data: app_module.classify(classifier, data), photos))
+        for one, other in zip(alone, together, strict=True):
+            assert isinstance(other, models.Explanation), other
+            assert isinstance(one, models.Explanation)
+            assert other.prediction == one.prediction
+            np.testing.assert_array_equal(other.saliency, one.saliency)
 
 
 # --------------------------------------------------------------------------- shipped models
