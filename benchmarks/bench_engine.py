@@ -27,6 +27,10 @@ and says so.
 Usage::
 
     python benchmarks/bench_engine.py [--batch 64] [--size 64] [--repeats 5] [--json] [--quick]
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_engine.py   # both engines on one thread
+
+PyTorch gets as many threads as numpy's BLAS has. On a machine busy with other work, use one
+thread: multi-threaded BLAS kernels wait for every thread to get a core, and stall.
 
 With ``--json`` the last line of stdout is one JSON object holding every figure above (``null``
 where a figure could not be measured, e.g. without PyTorch).
