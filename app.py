@@ -12,10 +12,20 @@ environment variable.
 
 from __future__ import annotations
 
+import os
+
+# The network's matrix products are small (64x64 images, batches of 8): a second BLAS thread
+# gains about 20% on an idle machine, but on a busy or shared CPU the threads' spin-waiting
+# made a verdict erratic and up to 10x slower. One thread per process unless the environment
+# says otherwise; this must run before numpy is first imported (``streamlit run`` has not
+# imported it yet when it starts this script).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
 import hashlib
 import importlib.util
 import logging
-import os
 import re
 import shlex
 import threading
