@@ -2,7 +2,7 @@
 
 Everything that thinks lives in ``models``; this file only draws. Each photo is classified by
 ``Classifier.explain``, which returns the verdict, the 64x64 image the network saw and a
-saliency map, in one decode and one forward/backward pass.
+saliency map from a single decode of the upload.
 
 Serving is stateless: a model loads once per process (``st.cache_resource``) and is read-only
 afterwards; each visitor's results live in their own ``st.session_state``; nothing is written to
