@@ -161,7 +161,11 @@ def torch_mirror(config: dict[str, Any], torch: Any) -> Any:
         def __init__(self) -> None:
             super().__init__()
             cin = config["stem"]
-            layers = [conv_bn_relu(config.get("in_channels", 3), cin, 1), tnn.MaxPool2d(2)]
+            cin_img = config.get("in_channels", 3)
+            if config.get("stem_stride", 1) == 2:
+                layers = [conv_bn_relu(cin_img, cin, 2)]
+            else:
+                layers = [conv_bn_relu(cin_img, cin, 1), tnn.MaxPool2d(2)]
             for i, c in enumerate(config["channels"]):
                 if i > 0 or c != cin:
                     layers.append(conv_bn_relu(cin, c, 2 if i > 0 else 1))

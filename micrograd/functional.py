@@ -46,14 +46,74 @@ def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 
 # ---------------------------------------------------------------------- convolution
-class Conv2d(Function):
-    """2-D cross-correlation as im2col followed by one matrix multiply.
+class _Scratch:
+    """Large work arrays kept for reuse, by shape and dtype.
 
-    Patches are gathered channel-first into ``cols`` of shape ``(C*kh*kw, N*Ho*Wo)`` with one
-    strided copy per kernel offset (kh*kw copies, never a loop over pixels or images), so the
-    whole layer is ``W(O, C*kh*kw) @ cols``. The result is returned as an NCHW *view* of a
-    ``(O, N, Ho, Wo)`` buffer: no transpose copy, and the next conv reads it back channel-first
-    for free.
+    A training step needs hundreds of MB of im2col matrices; asking the OS for fresh memory
+    every step costs a page fault per page touched (about as long as the copy itself), so
+    buffers go back here once their op is done with them. Popping and appending to a list are
+    atomic in CPython, so concurrent graphs (app users) never get the same buffer.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self.keep = keep  # at most this many spare buffers per shape
+        self.free: dict[tuple[tuple[int, ...], str], list[Array]] = {}
+
+    def take(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        try:
+            return self.free[(shape, xp.dtype(dtype).str)].pop()
+        except (KeyError, IndexError):
+            return xp.empty(shape, dtype=dtype)
+
+    def give(self, array: Array) -> None:
+        spares = self.free.setdefault((array.shape, array.dtype.str), [])
+        if len(spares) < self.keep:
+            spares.append(array)
+
+
+_scratch = _Scratch()
+
+
+def _padded(a: Array, p: int) -> Array:
+    """``(N, H, W, C)`` -> zero-padded ``(N, H+2p, W+2p, C)`` in a scratch buffer."""
+    if p == 0:
+        return a
+    n, h, w, c = a.shape
+    out = _scratch.take((n, h + 2 * p, w + 2 * p, c), a.dtype)
+    out[:, :p], out[:, h + p :], out[:, :, :p], out[:, :, w + p :] = 0, 0, 0, 0
+    out[:, p : p + h, p : p + w] = a
+    return out
+
+
+def _im2col(a: Array, kh: int, kw: int, s: int, p: int, ho: int, wo: int) -> Array:
+    """Channels-last patches: ``(N, H, W, C)`` -> ``(N*Ho*Wo, kh*kw*C)`` (a scratch buffer).
+
+    Column block ``(i, j)`` holds the input shifted by kernel offset ``(i, j)``: one strided
+    copy per offset, never a loop over pixels or images.
+    """
+    n, c = a.shape[0], a.shape[3]
+    src = _padded(a, p)
+    cols = _scratch.take((n * ho * wo, kh * kw * c), a.dtype)
+    blocks = cols.reshape(n, ho, wo, kh, kw, c)
+    for i in range(kh):
+        for j in range(kw):
+            blocks[:, :, :, i, j] = src[:, i : i + s * ho : s, j : j + s * wo : s]
+    if src is not a:
+        _scratch.give(src)
+    return cols
+
+
+class Conv2d(Function):
+    """2-D cross-correlation as im2col followed by one matrix multiply, computed channels-last.
+
+    Forward: ``out (N*Ho*Wo, O) = cols (N*Ho*Wo, kh*kw*C) @ Wᵀ``. Pixels-by-channels matrices
+    multiply faster than the channels-by-pixels orientation (BLAS likes the long dimension
+    outside), and the result is returned as an NCHW *view* of an NHWC buffer: no transpose
+    copy, and the next conv or batch norm reads it channels-last for free.
+
+    Backward: ``dW = gᵀ @ cols``. For stride 1, ``dx`` is itself a convolution (of the output
+    gradient with the flipped kernel, channels swapped), so it reuses im2col + one matmul; for
+    larger strides ``dx`` scatters ``g @ W`` back with one add per kernel offset (col2im).
     """
 
     def forward(
@@ -65,38 +125,44 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: input has {c} channels, weight expects {ci}")
         s, p = stride, padding
         ho, wo = _out_size(h, kh, s, p), _out_size(wd, kw, s, p)
-        xc = x.transpose(1, 0, 2, 3)  # (C, N, H, W): a view, contiguous if x came from a conv
-        if p:
-            padded = xp.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=x.dtype)
-            padded[:, :, p : p + h, p : p + wd] = xc
-            xc = padded
-        cols = xp.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                cols[:, i, j] = xc[:, :, i : i + s * ho : s, j : j + s * wo : s]
-        cols = cols.reshape(c * kh * kw, n * ho * wo)
-        out = w.reshape(o, -1) @ cols  # (O, N*Ho*Wo)
+        cols = _im2col(x.transpose(0, 2, 3, 1), kh, kw, s, p, ho, wo)
+        wmat = w.transpose(0, 2, 3, 1).reshape(o, -1)  # (O, kh*kw*C), rows match cols
+        out = cols @ wmat.T  # (N*Ho*Wo, O)
         if b is not None:
-            out += b[:, None]
-        self.cols, self.w, self.has_bias = cols, w, b is not None
+            out += b
+        if any(self.needs_grad):
+            self.cols = cols  # dW needs it
+        else:
+            _scratch.give(cols)
+        self.w, self.wmat, self.has_bias = w, wmat, b is not None
         self.geometry = (x.shape, ho, wo, s, p)
-        return out.reshape(o, n, ho, wo).transpose(1, 0, 2, 3)
+        return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
         (n, c, h, wd), ho, wo, s, p = self.geometry
         o, _, kh, kw = self.w.shape
-        g = xp.ascontiguousarray(grad.transpose(1, 0, 2, 3)).reshape(o, n * ho * wo)
-        dw = (g @ self.cols.T).reshape(self.w.shape) if self.needs_grad[1] else None
-        db = g.sum(axis=1) if self.has_bias and self.needs_grad[2] else None
+        g = xp.ascontiguousarray(grad.transpose(0, 2, 3, 1)).reshape(-1, o)  # (N*Ho*Wo, O)
+        dw = None
+        if self.needs_grad[1]:
+            dw = xp.ascontiguousarray((g.T @ self.cols).reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
+        _scratch.give(self.cols)
+        self.cols = None
+        db = g.sum(axis=0) if self.has_bias and self.needs_grad[2] else None
         dx = None
         if self.needs_grad[0]:
-            dcols = (self.w.reshape(o, -1).T @ g).reshape(c, kh, kw, n, ho, wo)
-            dpad = xp.zeros((c, n, h + 2 * p, wd + 2 * p), dtype=g.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    dpad[:, :, i : i + s * ho : s, j : j + s * wo : s] += dcols[:, i, j]
-            dx = dpad[:, :, p : p + h, p : p + wd].transpose(1, 0, 2, 3)
-        self.cols = None  # free the largest buffer as soon as possible
+            if s == 1 and kh == kw and p < kh:
+                flipped = self.w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1).reshape(-1, c)
+                gcols = _im2col(g.reshape(n, ho, wo, o), kh, kw, 1, kh - 1 - p, h, wd)
+                dx = (gcols @ flipped).reshape(n, h, wd, c)
+                _scratch.give(gcols)
+            else:
+                dcols = (g @ self.wmat).reshape(n, ho, wo, kh, kw, c)
+                dpad = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=g.dtype)
+                for i in range(kh):
+                    for j in range(kw):
+                        dpad[:, i : i + s * ho : s, j : j + s * wo : s] += dcols[:, :, :, i, j]
+                dx = dpad[:, p : p + h, p : p + wd]
+            dx = dx.transpose(0, 3, 1, 2)
         return (dx, dw, db) if self.has_bias else (dx, dw)
 
 
@@ -191,20 +257,20 @@ def global_avg_pool2d(x: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------------- normalisation
 def _channel_rows(a: Array) -> Array:
-    """``(N, C, ...)`` -> ``(C, N*...)``: one row per channel. A free view for conv outputs,
-    which are stored channel-major; a copy otherwise."""
-    return xp.moveaxis(a, 1, 0).reshape(a.shape[1], -1)
+    """``(N, C, ...)`` -> ``(N*..., C)``: one column per channel. A free view for conv outputs,
+    which are stored channels-last; a copy otherwise."""
+    return xp.moveaxis(a, 1, -1).reshape(-1, a.shape[1])
 
 
 def _from_channel_rows(rows: Array, shape: tuple[int, ...]) -> Array:
-    """Inverse of ``_channel_rows``: a ``shape`` (N, C, ...) view of ``(C, N*...)`` rows."""
-    return xp.moveaxis(rows.reshape(shape[1], shape[0], *shape[2:]), 0, 1)
+    """Inverse of ``_channel_rows``: a ``shape`` (N, C, ...) view of ``(N*..., C)`` rows."""
+    return xp.moveaxis(rows.reshape(shape[0], *shape[2:], shape[1]), -1, 1)
 
 
 class BatchNorm(Function):
     """Batch normalisation over every axis but 1 (channels), for ``(N, C)`` or ``(N, C, H, W)``.
 
-    Fused, and computed on one row per channel, because composed from primitives it would make
+    Fused, and computed on one column per channel, because composed from primitives it would make
     about ten strided passes over the largest activations of the network.
     In training it normalises with the batch statistics and moves the running buffers (updated
     in place) towards them, using the unbiased variance as PyTorch does.
@@ -222,12 +288,12 @@ class BatchNorm(Function):
         momentum: float,
         eps: float,
     ) -> Array:
-        rows = _channel_rows(x)
-        m = rows.shape[1]
+        rows = _channel_rows(x)  # (M, C)
+        m = rows.shape[0]
         if training:
-            mean = rows.mean(axis=1)
-            centred = rows - mean[:, None]
-            var = xp.einsum("ij,ij->i", centred, centred) / m
+            mean = rows.mean(axis=0)
+            centred = rows - mean
+            var = xp.einsum("ij,ij->j", centred, centred) / m
             if running_mean is not None and running_var is not None:
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean
@@ -236,26 +302,26 @@ class BatchNorm(Function):
         else:
             if running_mean is None or running_var is None:
                 raise ValueError("batch_norm in eval mode needs running statistics")
-            centred, var = rows - running_mean[:, None], running_var
+            centred, var = rows - running_mean, running_var
         inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
         self.xhat = centred
-        self.xhat *= inv_std[:, None]
+        self.xhat *= inv_std
         self.scale = weight * inv_std
         self.shape, self.count, self.training = x.shape, m, training
-        return _from_channel_rows(self.xhat * weight[:, None] + bias[:, None], x.shape)
+        return _from_channel_rows(self.xhat * weight + bias, x.shape)
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
         g = _channel_rows(grad)
-        dbias = g.sum(axis=1)
-        dweight = xp.einsum("ij,ij->i", g, self.xhat)
+        dbias = g.sum(axis=0)
+        dweight = xp.einsum("ij,ij->j", g, self.xhat)
         dx = None
         if self.needs_grad[0]:
             if self.training:  # the batch statistics depend on x too
-                dx = g - dbias[:, None] / self.count
-                dx -= self.xhat * (dweight[:, None] / self.count)
-                dx *= self.scale[:, None]
+                dx = g - dbias / self.count
+                dx -= self.xhat * (dweight / self.count)
+                dx *= self.scale
             else:
-                dx = g * self.scale[:, None]
+                dx = g * self.scale
             dx = _from_channel_rows(dx, self.shape)
         return dx, dweight, dbias
 

@@ -77,10 +77,12 @@ class Function:
     def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
         """Run the op on tensors and, if any input needs a gradient, record it in the graph."""
         fn = cls()
+        record = _grad_enabled and any(t.requires_grad for t in inputs)
+        # set before forward, so an op can skip saving what no backward will read
+        fn.needs_grad = tuple(record and t.requires_grad for t in inputs)
         out = Tensor(fn.forward(*(t.data for t in inputs), **kwargs), dtype=None)
-        if _grad_enabled and any(t.requires_grad for t in inputs):
+        if record:
             fn.parents = inputs
-            fn.needs_grad = tuple(t.requires_grad for t in inputs)
             out.requires_grad = True
             out._ctx = fn
         return out

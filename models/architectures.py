@@ -2,11 +2,12 @@
 
 Two families:
 
-- ``{"type": "resnet", "channels": [c1, c2, c3], "stem": c0, "dropout": p}``: a small residual
-  CNN for ``(N, 3, H, W)`` images. A 3x3 stem, then per stage a stride-2 downsampling conv and one
-  residual block (two 3x3 convs with BatchNorm and an identity shortcut), then global average
-  pooling and a linear classifier. Global pooling makes it indifferent to where in the frame the
-  hotdog is, and it works for any input size.
+- ``{"type": "resnet", "channels": [c1, c2, c3], "stem": c0, "stem_stride": s, "dropout": p}``:
+  a small residual CNN for ``(N, 3, H, W)`` images. A 3x3 stem that halves the resolution
+  (stride 2, or stride 1 followed by 2x2 max pooling), then per stage a stride-2 downsampling
+  conv and one residual block (two 3x3 convs with BatchNorm and an identity shortcut), then
+  global average pooling and a linear classifier. Global pooling makes it indifferent to where
+  in the frame the hotdog is, and it works for any input size.
 - ``{"type": "mlp", "in_features": d, "hidden": [h1, h2], "dropout": p}``: the original approach,
   a multi-layer perceptron over flattened (usually grayscale) pixels ``(N, C, H, W) -> (N, d)``.
 
@@ -59,9 +60,18 @@ class ResNet(nn.Module):
         num_classes: int = 2,
         dropout: float = 0.0,
         seed: int = 0,
+        stem_stride: int = 1,
     ) -> None:
+        if stem_stride not in (1, 2):
+            raise ValueError(f"stem_stride must be 1 or 2, not {stem_stride}")
         rng = np.random.default_rng(seed)
-        layers: list[nn.Module] = [ConvBNReLU(in_channels, stem, 1, rng), nn.MaxPool2d(2)]
+        # The stem halves the resolution: a stride-2 conv, or a full-resolution conv + max pool.
+        stem_layers: list[nn.Module] = (
+            [ConvBNReLU(in_channels, stem, 2, rng)]
+            if stem_stride == 2
+            else [ConvBNReLU(in_channels, stem, 1, rng), nn.MaxPool2d(2)]
+        )
+        layers = stem_layers
         cin = stem
         for i, c in enumerate(channels):
             if i > 0 or c != cin:
@@ -121,7 +131,8 @@ def build(config: dict[str, Any]) -> nn.Module:
 #: The shipped CNN's architecture (benchmarks and training presets use it).
 HOTDOG_CNN: dict[str, Any] = {
     "type": "resnet",
-    "stem": 24,
+    "stem": 32,
+    "stem_stride": 2,
     "channels": [32, 64, 128],
     "in_channels": 3,
     "num_classes": 2,
