@@ -193,6 +193,7 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "lr": 3e-3,
     "weight_decay": 0.05,
     "label_smoothing": 0.0,
+    "source_power": 1.0,
 }
 
 PRESETS: dict[str, Preset] = {
@@ -200,7 +201,15 @@ PRESETS: dict[str, Preset] = {
         preprocess=PreprocessConfig(size=64),
         architecture=lambda pre: dict(HOTDOG_CNN),
         augment={},
-        train={"epochs": 30, "lr": 3e-3, "weight_decay": 0.05, "label_smoothing": 0.1},
+        # source_power 0.5: the few hundred real-world photos count for more than their share
+        # of the 7,000 images, without letting them dominate (Food-101 crops are 80%).
+        train={
+            "epochs": 35,
+            "lr": 3e-3,
+            "weight_decay": 0.05,
+            "label_smoothing": 0.1,
+            "source_power": 0.5,
+        },
         description="residual CNN on 64x64 RGB with augmentation (the shipped model)",
     ),
     "mlp": Preset(
@@ -703,9 +712,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--source-power",
         type=float,
-        default=1.0,
-        help="balanced batches draw each source by count ** P: 1 natural mix (default), "
-        "0 every source equally, 0.5 in between",
+        help="balanced batches draw each source by count ** P: 1 natural mix, "
+        "0 every source equally, 0.5 in between (default: the preset's)",
     )
     t.add_argument("--no-augment", action="store_true", help="train on the serving pixels only")
     t.add_argument("--seed", type=int, default=0, help="split, init, batches, augmentation")
