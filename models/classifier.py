@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from skimage.filters import gaussian
 
 from micrograd import Tensor, no_grad
 from micrograd import functional as F
@@ -45,7 +46,7 @@ class Explanation:
 
     image: ``(size, size, 3) uint8``, the image exactly as the model saw it.
     saliency: ``(size, size) float32`` in [0, 1]: how much each pixel moves the hotdog score
-        (SmoothGrad: mean absolute input gradient over a few noisy copies).
+        (SmoothGrad: mean absolute input gradient over a few noisy copies, lightly blurred).
     prediction: the verdict for the image.
     """
 
@@ -130,6 +131,9 @@ class Classifier:
         logits = self.model(inp)
         (logits[:, 1] - logits[:, 0]).sum().backward(inputs=[inp])
         grad = np.abs(np.asarray(inp.grad)).mean(axis=0).max(axis=0)  # (size, size)
+        # stride-2 convolutions leave a checkerboard in raw input gradients; a light blur shows
+        # the regions that matter instead of single pixels
+        grad = gaussian(grad, sigma=self.preprocess.size / 64, preserve_range=True)
         top = float(np.percentile(grad, 99)) or 1.0
         saliency = np.clip(grad / top, 0.0, 1.0).astype(np.float32)
         p = float(self.p_hotdog_arrays(x)[0])
