@@ -121,6 +121,30 @@ def overlay(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def blur(values: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a 2-D array (separable; edges extended): same shape, float64."""
+    radius = max(1, round(3 * sigma))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-(offsets**2) / (2 * sigma**2))
+    kernel /= kernel.sum()
+    padded = np.pad(np.asarray(values, dtype=np.float64), radius, mode="edge")
+    h, w = np.shape(values)
+    rows = sum(k * padded[i : i + h, :] for i, k in enumerate(kernel))
+    return sum(k * rows[:, i : i + w] for i, k in enumerate(kernel))
+
+
+def display_saliency(saliency: np.ndarray) -> np.ndarray:
+    """The saliency map as shown: blurred by 1/32 of its side, rescaled to [0, 1].
+
+    Input gradients of a network with strided convolutions come in a regular grid of dots;
+    a light blur turns them into regions a person can read. Rescaled so the 99th percentile
+    is 1, like the raw map.
+    """
+    smooth = blur(saliency, sigma=max(1.0, saliency.shape[0] / 32))
+    top = float(np.percentile(smooth, 99)) or 1.0
+    return np.clip(smooth / top, 0.0, 1.0).astype(np.float32)
+
+
 def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
     """``uint8 (h, w, 3)`` -> PIL image ``size`` wide, nearest-neighbour (pixels stay crisp)."""
     pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
@@ -330,7 +354,7 @@ def show_result(photo: Photo, result: models.Explanation | str) -> None:
             )
         with saliency_col:
             st.image(
-                enlarge(overlay(result.image, result.saliency)),
+                enlarge(overlay(result.image, display_saliency(result.saliency))),
                 caption="Where it looked (saliency)",
                 output_format="PNG",
                 width="stretch",
@@ -368,9 +392,13 @@ def show_model_card(classifier: models.Classifier) -> None:
     if shown:
         for col, (label, value) in zip(st.columns(len(shown)), shown, strict=True):
             col.metric(label, f"{value:.1%}" if label != "ROC AUC" else f"{value:.3f}")
+    trained = training_summary(card)
+    if trained:
+        st.caption(trained)
     confusion = metrics.get("confusion")
     if confusion:
-        st.markdown("**Confusion matrix** (held-out test photos)")
+        n = metrics.get("n")
+        st.markdown("**Confusion matrix** (held-out photos" + (f", n = {n})" if n else ")"))
         st.table(
             pd.DataFrame(
                 confusion,
@@ -390,18 +418,56 @@ def show_model_card(classifier: models.Classifier) -> None:
             st.markdown("**Validation accuracy per epoch**")
             st.line_chart(frame[scores], x_label="epoch", height=240)
     if "data" in card:
-        st.markdown("**Data**")
+        st.markdown("**Data**: images per source, for training and held out")
+        table = data_table(card)
         data = card["data"]
-        if isinstance(data, dict | list):
+        if table is not None:
+            st.table(table)
+        elif isinstance(data, dict | list):
             st.json(data)
         else:
             st.markdown(escape_markdown(str(data)))
     command = card.get("command")
     if command:
         st.markdown("**Reproduce it**")
-        st.code(command if isinstance(command, str) else shlex.join(command), language="bash")
+        text = command if isinstance(command, str) else shlex.join(command)
+        st.code(text, language="bash", wrap_lines=True)
     with st.expander("The whole model card (JSON)"):
         st.json(card)
+
+
+def training_summary(card: dict[str, Any]) -> str:
+    """One line on when and how long the model was trained, from what the card records."""
+    parts = []
+    if card.get("created"):
+        parts.append(f"Trained {str(card['created'])[:10]}")
+    if isinstance(card.get("wall_seconds"), int | float):
+        parts.append(f"in {card['wall_seconds'] / 60:.0f} min")
+    if card.get("cpu_count"):
+        parts.append(f"on {card['cpu_count']} CPU cores")
+    if card.get("best_epoch") and card.get("epochs_run"):
+        parts.append(f"(weights from epoch {card['best_epoch']} of {card['epochs_run']})")
+    return " ".join(parts) + ("." if parts else "")
+
+
+def data_table(card: dict[str, Any]) -> Any:
+    """A pandas table of images per source and class, for training and held out, with the
+    held-out accuracy per source; ``None`` when the card does not record them."""
+    import pandas as pd
+
+    rows: dict[str, dict[str, Any]] = {}
+    try:
+        for split, label in (("train", "train"), ("val", "held out")):
+            for source, counts in card["data"][split]["sources"].items():
+                row = rows.setdefault(source, {})
+                row[f"{label}: hotdog"] = counts.get("hot_dog", counts.get("hotdog", 0))
+                row[f"{label}: not"] = counts.get("not_hot_dog", counts.get("not_hotdog", 0))
+        per_source = (card.get("metrics") or {}).get("per_source") or {}
+        for source, result in per_source.items():
+            rows.setdefault(source, {})["held-out accuracy"] = f"{result['accuracy']:.1%}"
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return None
+    return pd.DataFrame.from_dict(rows, orient="index") if rows else None
 
 
 def neuron_graph() -> str:
@@ -426,8 +492,8 @@ network sees. The network (`{classifier.name}`, below) turns those pixels into t
 softmax turns the scores into **p(hotdog)**; {classifier.threshold:g} or more means hotdog.
 
 The saliency map is the gradient of the hotdog score with respect to every input pixel,
-averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image (SmoothGrad): bright pixels
-are the ones that move the verdict most.
+averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image (SmoothGrad) and blurred a
+little for display: bright regions are the ones that move the verdict most.
 
 No deep-learning framework is involved. Every number flows through the autograd engine in
 `micrograd/`: each operation records its inputs and how to pass a gradient back to them, and
