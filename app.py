@@ -121,30 +121,6 @@ def overlay(image: np.ndarray, saliency: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def blur(values: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur of a 2-D array (separable; edges extended): same shape, float64."""
-    radius = max(1, round(3 * sigma))
-    offsets = np.arange(-radius, radius + 1)
-    kernel = np.exp(-(offsets**2) / (2 * sigma**2))
-    kernel /= kernel.sum()
-    padded = np.pad(np.asarray(values, dtype=np.float64), radius, mode="edge")
-    h, w = np.shape(values)
-    rows = sum(k * padded[i : i + h, :] for i, k in enumerate(kernel))
-    return sum(k * rows[:, i : i + w] for i, k in enumerate(kernel))
-
-
-def display_saliency(saliency: np.ndarray) -> np.ndarray:
-    """The saliency map as shown: blurred by 1/32 of its side, rescaled to [0, 1].
-
-    Input gradients of a network with strided convolutions come in a regular grid of dots;
-    a light blur turns them into regions a person can read. Rescaled so the 99th percentile
-    is 1, like the raw map.
-    """
-    smooth = blur(saliency, sigma=max(1.0, saliency.shape[0] / 32))
-    top = float(np.percentile(smooth, 99)) or 1.0
-    return np.clip(smooth / top, 0.0, 1.0).astype(np.float32)
-
-
 def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
     """``uint8 (h, w, 3)`` -> PIL image ``size`` wide, nearest-neighbour (pixels stay crisp)."""
     pil = Image.fromarray(np.asarray(image, dtype=np.uint8))
@@ -354,7 +330,7 @@ def show_result(photo: Photo, result: models.Explanation | str) -> None:
             )
         with saliency_col:
             st.image(
-                enlarge(overlay(result.image, display_saliency(result.saliency))),
+                enlarge(overlay(result.image, result.saliency)),
                 caption="Where it looked (saliency)",
                 output_format="PNG",
                 width="stretch",
@@ -492,8 +468,8 @@ network sees. The network (`{classifier.name}`, below) turns those pixels into t
 softmax turns the scores into **p(hotdog)**; {classifier.threshold:g} or more means hotdog.
 
 The saliency map is the gradient of the hotdog score with respect to every input pixel,
-averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image (SmoothGrad) and blurred a
-little for display: bright regions are the ones that move the verdict most.
+averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image (SmoothGrad) and lightly
+blurred: bright regions are the ones that move the verdict most.
 
 No deep-learning framework is involved. Every number flows through the autograd engine in
 `micrograd/`: each operation records its inputs and how to pass a gradient back to them, and

@@ -417,18 +417,6 @@ class TestHelpers:
         assert out[-1, -1].sum() > out[0, 0].sum()
         assert app_module.enlarge(np.zeros((4, 2, 3), np.uint8), 64).size == (64, 128)
 
-    def test_display_saliency_blurs_a_dot_grid_into_a_region(self) -> None:
-        import app as app_module
-
-        assert app_module.blur(np.full((9, 7), 0.5), 2.0) == pytest.approx(np.full((9, 7), 0.5))
-        dots = np.zeros((64, 64), np.float32)
-        dots[16:48:2, 16:48:2] = 1.0  # the grid a stride-2 network's gradients come in
-        shown = app_module.display_saliency(dots)
-        assert shown.shape == (64, 64) and shown.dtype == np.float32
-        assert shown.min() >= 0.0 and shown.max() <= 1.0
-        assert shown[31, 31] > 0.9 and shown[30, 30] > 0.9  # on and between the dots
-        assert shown[2, 2] < 0.05  # far from them
-
     def test_concurrent_sessions_get_their_own_answers(self, random_models: Path) -> None:
         """Streamlit runs each session in a thread: classify() from many threads at once must
         give exactly what it gives one call at a time."""
