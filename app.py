@@ -28,7 +28,6 @@ import importlib.util
 import logging
 import re
 import shlex
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,18 +161,6 @@ def model_names(directory: Path) -> list[str]:
     return sorted(names, key=lambda n: n != models.DEFAULT_MODEL)
 
 
-@st.cache_resource(show_spinner=False)
-def inference_lock() -> threading.Lock:
-    """One lock per process around every forward/backward pass.
-
-    micrograd's ``no_grad()`` switches a process-wide flag, and Streamlit runs each session's
-    script in a thread of its own: without the lock, one visitor's prediction (under
-    ``no_grad``) can switch gradients off in the middle of another visitor's saliency pass. The
-    work is CPU-bound, so serialising it costs little; replicas are how the app scales.
-    """
-    return threading.Lock()
-
-
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def load_classifier(path: str, version: int) -> models.Classifier:
     """Load a model once per process (``version``, the file's mtime, reloads replaced weights).
@@ -184,8 +171,7 @@ def load_classifier(path: str, version: int) -> models.Classifier:
     """
     classifier = models.load(path)
     size = classifier.preprocess.size
-    with inference_lock():
-        classifier.explain(Image.new("RGB", (size, size), (128, 128, 128)), samples=2)
+    classifier.explain(Image.new("RGB", (size, size), (128, 128, 128)), samples=2)
     return classifier
 
 
@@ -222,10 +208,8 @@ def classify(classifier: models.Classifier, data: bytes) -> models.Explanation |
     if len(data) > limit * 1024 * 1024:
         return f"the file is larger than the {limit} MB limit"
     try:
-        # Decoding needs no lock: only the network passes are serialised.
         image = load_image(data, draft_size=classifier.preprocess.size)
-        with inference_lock():
-            return classifier.explain(image, samples=SALIENCY_SAMPLES)
+        return classifier.explain(image, samples=SALIENCY_SAMPLES)
     except models.ImageError as exc:
         return str(exc)
     except Exception:

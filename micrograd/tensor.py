@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,23 +25,26 @@ from micrograd.backend import DEFAULT_DTYPE, to_numpy, xp
 Array = Any  # an xp.ndarray (numpy or cupy)
 Scalar = int | float
 
-_grad_enabled = True
+# Per thread, as in PyTorch: a web server answers each visitor on its own thread, and one
+# visitor's inference under no_grad() must not switch off another's saliency backward pass.
+_state = threading.local()
 
 
 @contextlib.contextmanager
 def no_grad() -> Iterator[None]:
-    """Context manager: ops inside build no graph (inference, optimizer updates)."""
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, False
+    """Context manager: ops inside build no graph (inference, optimizer updates).
+    Affects the calling thread only."""
+    previous = is_grad_enabled()
+    _state.grad_enabled = False
     try:
         yield
     finally:
-        _grad_enabled = previous
+        _state.grad_enabled = previous
 
 
 def is_grad_enabled() -> bool:
-    """True unless inside ``no_grad()``."""
-    return _grad_enabled
+    """True unless this thread is inside ``no_grad()``."""
+    return getattr(_state, "grad_enabled", True)
 
 
 def unbroadcast(grad: Array, shape: tuple[int, ...]) -> Array:
@@ -77,7 +81,7 @@ class Function:
     def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
         """Run the op on tensors and, if any input needs a gradient, record it in the graph."""
         fn = cls()
-        record = _grad_enabled and any(t.requires_grad for t in inputs)
+        record = is_grad_enabled() and any(t.requires_grad for t in inputs)
         # set before forward, so an op can skip saving what no backward will read
         fn.needs_grad = tuple(record and t.requires_grad for t in inputs)
         out = Tensor(fn.forward(*(t.data for t in inputs), **kwargs), dtype=None)

@@ -9,6 +9,7 @@ gradients all the way down).
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -491,3 +492,26 @@ def test_math_case_elementwise_on_arrays(case: MathCase) -> None:
     expected = [reference(case, point) for point in zip(*(a.ravel() for a in arrays), strict=True)]
     np.testing.assert_allclose(out.data.ravel(), expected, rtol=1e-10, atol=1e-12)
     gradcheck(case.fn, arrays)
+
+
+def test_no_grad_is_per_thread() -> None:
+    """One thread inside no_grad() must not stop another thread from building a graph."""
+
+    inside = threading.Event()
+    release = threading.Event()
+
+    def infer() -> None:
+        with no_grad():
+            inside.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=infer)
+    worker.start()
+    try:
+        assert inside.wait(5)
+        x = Tensor([1.0, 2.0], requires_grad=True)
+        (x * x).sum().backward()
+        np.testing.assert_allclose(x.grad, [2.0, 4.0])
+    finally:
+        release.set()
+        worker.join()

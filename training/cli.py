@@ -204,7 +204,7 @@ PRESETS: dict[str, Preset] = {
         # source_power 0.5: the few hundred real-world photos count for more than their share
         # of the 7,000 images, without letting them dominate (Food-101 crops are 80%).
         train={
-            "epochs": 35,
+            "epochs": 50,
             "lr": 3e-3,
             "weight_decay": 0.05,
             "label_smoothing": 0.1,
