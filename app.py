@@ -153,14 +153,6 @@ def models_dir() -> Path:
     return Path(os.environ.get("HOTDOG_MODELS_DIR") or models.MODELS_DIR)
 
 
-def model_names(directory: Path) -> list[str]:
-    """Models in ``directory`` (a ``NAME.npz`` with its ``NAME.json`` card), the default first."""
-    if directory.resolve() == models.MODELS_DIR:
-        return models.available()
-    names = sorted(p.stem for p in directory.glob("*.npz") if p.with_suffix(".json").exists())
-    return sorted(names, key=lambda n: n != models.DEFAULT_MODEL)
-
-
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def load_classifier(path: str, version: int) -> models.Classifier:
     """Load a model once per process (``version``, the file's mtime, reloads replaced weights).
@@ -481,7 +473,7 @@ def main() -> None:
     st.caption("A neural network trained from scratch on its own autograd engine.")
 
     directory = models_dir()
-    names = model_names(directory)
+    names = models.available(directory)
     with st.sidebar:
         st.header("Settings")
         name = st.selectbox(

@@ -31,10 +31,10 @@ __all__ = [
 ]
 
 
-def available() -> list[str]:
-    """Names of the shipped models (``NAME.npz`` with a ``NAME.json`` card in ``models/``),
-    the default first."""
-    names = sorted(p.stem for p in MODELS_DIR.glob("*.npz") if p.with_suffix(".json").exists())
+def available(directory: str | os.PathLike[str] = MODELS_DIR) -> list[str]:
+    """Names of the models in ``directory`` (default: the shipped ones in ``models/``): each a
+    ``NAME.npz`` with its ``NAME.json`` card; the default model first."""
+    names = sorted(p.stem for p in Path(directory).glob("*.npz") if p.with_suffix(".json").exists())
     return sorted(names, key=lambda n: n != DEFAULT_MODEL)
 
 
