@@ -16,7 +16,6 @@ import asyncio
 import concurrent.futures
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from typing import Any
 import pytest
 
 import models
+from benchmarks.bench_app import CHROMIUM, CHROMIUM_ARGS, free_port
 from models.architectures import HOTDOG_CNN
 from models.preprocess import PreprocessConfig
 from tests.conftest import optional_import, require_tool
@@ -40,16 +40,6 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples" / "images"
 ARTIFACTS = ROOT / "test-artifacts"
 SHIPPED = ROOT / "models" / "hotdog_cnn.npz"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 START_TIMEOUT_S = 60
 WAIT_MS = 60_000  # any single wait in the page
 VERDICT_RE = re.compile(r"^(🌭 Hotdog|Not hotdog)$")
@@ -66,12 +56,6 @@ class Server:
         """The verdict text and rounded p(hotdog) that ``models`` gives for the file's bytes."""
         p = models.load(self.models_dir / "hotdog_cnn.npz").predict(path.read_bytes()).p_hotdog
         return ("🌭 Hotdog" if p >= 0.5 else "Not hotdog"), round(p, 2)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout: float) -> None:
