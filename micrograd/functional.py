@@ -145,8 +145,6 @@ class Conv2d(Function):
         dw = None
         if self.needs_grad[1]:
             dw = xp.ascontiguousarray((g.T @ self.cols).reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
-        _scratch.give(self.cols)
-        self.cols = None
         db = g.sum(axis=0) if self.has_bias and self.needs_grad[2] else None
         dx = None
         if self.needs_grad[0]:
@@ -164,6 +162,10 @@ class Conv2d(Function):
                 dx = dpad[:, p : p + h, p : p + wd]
             dx = dx.transpose(0, 3, 1, 2)
         return (dx, dw, db) if self.has_bias else (dx, dw)
+
+    def release(self) -> None:
+        _scratch.give(self.cols)
+        self.cols = None
 
 
 def conv2d(

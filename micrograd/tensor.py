@@ -77,6 +77,10 @@ class Function:
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
         raise NotImplementedError
 
+    def release(self) -> None:
+        """Called once the graph is freed after backward (not with ``retain_graph=True``):
+        an op may hand back buffers it saved for its backward."""
+
     @classmethod
     def apply(cls, *inputs: Tensor, **kwargs: Any) -> Tensor:
         """Run the op on tensors and, if any input needs a gradient, record it in the graph."""
@@ -218,6 +222,7 @@ class Tensor:
                 key = id(parent)
                 grads[key] = grads[key] + pg if key in grads else pg
             if not retain_graph:
+                fn.release()
                 node._ctx = None
 
     def zero_grad(self) -> None:

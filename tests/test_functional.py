@@ -391,3 +391,16 @@ def test_dropout_identity_in_eval_and_at_zero() -> None:
     assert F.dropout(x, 0.0, training=True) is x
     with pytest.raises(ValueError):
         F.dropout(x, 1.0, training=True)
+
+
+def test_conv2d_backward_twice_with_retain_graph() -> None:
+    """The im2col buffer saved for dW survives a retained graph and is reused after."""
+    rng = np.random.default_rng(0)
+    x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True, dtype=None)
+    w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True, dtype=None)
+    out = F.conv2d(x, w, padding=1).sum()
+    out.backward(retain_graph=True)
+    once_x, once_w = x.grad.copy(), w.grad.copy()
+    out.backward()
+    np.testing.assert_allclose(x.grad, 2 * once_x)
+    np.testing.assert_allclose(w.grad, 2 * once_w)
