@@ -201,14 +201,15 @@ PRESETS: dict[str, Preset] = {
         preprocess=PreprocessConfig(size=64),
         architecture=lambda pre: dict(HOTDOG_CNN),
         augment={},
-        # source_power 0.5: the few hundred real-world photos count for more than their share
-        # of the 7,000 images, without letting them dominate (Food-101 crops are 80%).
+        # source_power 0.25: the few hundred real-world and stock photos count for far more
+        # than their share of the 7,000 images (Food-101 crops are 80%). Held out, 0.5 scored
+        # 0.57 on the stock photos and 0.25 scored 0.73, for 0.01 less overall.
         train={
             "epochs": 50,
             "lr": 3e-3,
             "weight_decay": 0.05,
             "label_smoothing": 0.1,
-            "source_power": 0.5,
+            "source_power": 0.25,
         },
         description="residual CNN on 64x64 RGB with augmentation (the shipped model)",
     ),
