@@ -136,6 +136,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen) -> None:
+    """End a server process: politely, then by force after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process in MB (psutil when installed, else /proc)."""
     try:
@@ -173,12 +183,7 @@ def streamlit_server(folder: Path, log: Path) -> Iterator[tuple[str, subprocess.
                 time.sleep(0.02)
         yield url, proc, time.perf_counter() - start
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 def bench_server(folder: Path, big_jpeg: Path, scratch: Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 
 import models
-from benchmarks.bench_app import CHROMIUM, CHROMIUM_ARGS, free_port
+from benchmarks.bench_app import CHROMIUM, CHROMIUM_ARGS, free_port, stop
 from models.architectures import HOTDOG_CNN
 from models.preprocess import PreprocessConfig
 from tests.conftest import optional_import, require_tool
@@ -105,12 +105,7 @@ def server(tools: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ser
             pytest.fail(f"{exc}\n{log_path.read_text(errors='replace')[-3000:]}")
         yield Server(url, models_dir, shipped)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        stop(proc)
 
 
 @pytest.fixture
