@@ -1,9 +1,10 @@
 """Neural-network functions on Tensors, with PyTorch's names and shapes.
 
 Images are NCHW, convolution weights are ``(out_channels, in_channels, kh, kw)``. Most functions
-are compositions of the primitives in ``micrograd.tensor``; three are fused into one ``Function``
+are compositions of the primitives in ``micrograd.tensor``; a few are fused into one ``Function``
 each because they dominate training time or need special care for numerical stability:
-``conv2d`` (im2col + one matmul), ``batch_norm`` and ``log_softmax``.
+``conv2d`` (im2col + one matmul; depthwise as shifted multiply-adds), ``batch_norm`` and
+``log_softmax``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from micrograd.backend import xp
-from micrograd.tensor import Array, Function, Tensor, _lift
+from micrograd.tensor import Array, Function, Tensor, _lift, concatenate
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -28,6 +29,7 @@ __all__ = [
     "max_pool2d",
     "mse_loss",
     "relu",
+    "relu6",
     "sigmoid",
     "softmax",
     "tanh",
@@ -168,16 +170,116 @@ class Conv2d(Function):
         self.cols = None
 
 
+class DepthwiseConv2d(Function):
+    """Depthwise 2-D cross-correlation (one kxk filter per channel, ``groups == channels``) as
+    ``kh*kw`` shifted multiply-adds on channels-last arrays.
+
+    An im2col here would copy every pixel ``kh*kw`` times only to multiply it by one number;
+    instead each kernel offset ``(i, j)`` adds ``x shifted by (i, j) * w[:, i, j]`` to the
+    output, a broadcast over the channel axis. The backward is the same walk: ``dW[:, i, j]`` is
+    the per-channel dot product of the gradient with the shifted input, and ``dx`` scatters
+    ``g * w[:, i, j]`` back to the shifted positions.
+    """
+
+    def forward(
+        self, x: Array, w: Array, b: Array | None = None, *, stride: int, padding: int
+    ) -> Array:
+        n, c, h, wd = x.shape
+        o, ci, kh, kw = w.shape
+        if ci != 1 or o != c:
+            raise ValueError(f"depthwise conv2d needs weight ({c}, 1, k, k), got {w.shape}")
+        s, p = stride, padding
+        ho, wo = _out_size(h, kh, s, p), _out_size(wd, kw, s, p)
+        src = _padded(x.transpose(0, 2, 3, 1), p)  # (N, H+2p, W+2p, C)
+        taps = w.reshape(c, kh * kw).T.copy()  # (kh*kw, C): row i*kw+j is the (i, j) tap
+        out = xp.empty((n, ho, wo, c), dtype=x.dtype)
+        term = _scratch.take(out.shape, x.dtype)
+        for i in range(kh):
+            for j in range(kw):
+                shifted = src[:, i : i + s * ho : s, j : j + s * wo : s]
+                if i == 0 and j == 0:
+                    xp.multiply(shifted, taps[0], out=out)
+                else:
+                    xp.multiply(shifted, taps[i * kw + j], out=term)
+                    out += term
+        _scratch.give(term)
+        if b is not None:
+            out += b
+        self.src = src if self.needs_grad[1] else None  # dW needs the padded input
+        if self.src is None and p:
+            _scratch.give(src)
+        self.taps, self.has_bias = taps, b is not None
+        self.geometry = (x.shape, kh, kw, ho, wo, s, p)
+        return out.transpose(0, 3, 1, 2)
+
+    def backward(self, grad: Array) -> tuple[Array | None, ...]:
+        (n, c, h, wd), kh, kw, ho, wo, s, p = self.geometry
+        g = grad.transpose(0, 2, 3, 1)  # (N, Ho, Wo, C), a free view for our own outputs
+        dw = None
+        if self.needs_grad[1]:
+            dw = xp.empty((kh * kw, c), dtype=grad.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    shifted = self.src[:, i : i + s * ho : s, j : j + s * wo : s]
+                    dw[i * kw + j] = xp.einsum("nhwc,nhwc->c", g, shifted)
+            dw = xp.ascontiguousarray(dw.T.reshape(c, 1, kh, kw))
+        db = g.sum(axis=(0, 1, 2)) if self.has_bias and self.needs_grad[2] else None
+        dx = None
+        if self.needs_grad[0]:
+            dpad = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=grad.dtype)
+            term = _scratch.take(g.shape, grad.dtype)
+            for i in range(kh):
+                for j in range(kw):
+                    xp.multiply(g, self.taps[i * kw + j], out=term)
+                    dpad[:, i : i + s * ho : s, j : j + s * wo : s] += term
+            _scratch.give(term)
+            dx = dpad[:, p : p + h, p : p + wd].transpose(0, 3, 1, 2)
+        return (dx, dw, db) if self.has_bias else (dx, dw)
+
+    def release(self) -> None:
+        if self.src is not None and self.geometry[-1]:  # a padded copy, not a view of x
+            _scratch.give(self.src)
+        self.src = None
+
+
 def conv2d(
     x: Tensor,
     weight: Tensor,
     bias: Tensor | None = None,
     stride: int = 1,
     padding: int = 0,
+    groups: int = 1,
 ) -> Tensor:
-    """``x (N, C, H, W)``, ``weight (O, C, kh, kw)``, ``bias (O,)`` -> ``(N, O, Ho, Wo)``."""
+    """``x (N, C, H, W)``, ``weight (O, C/groups, kh, kw)``, ``bias (O,)`` -> ``(N, O, Ho, Wo)``.
+
+    ``groups`` splits the channels as PyTorch does: input channels ``[g*C/groups, ...)`` feed
+    output channels ``[g*O/groups, ...)`` only. ``groups == C == O`` (depthwise) has a fused
+    kernel; other groupings run one convolution per group and join the results.
+    """
     inputs = (x, weight) if bias is None else (x, weight, bias)
-    return Conv2d.apply(*inputs, stride=int(stride), padding=int(padding))
+    stride, padding, groups = int(stride), int(padding), int(groups)
+    c, o = x.shape[1], weight.shape[0]
+    if groups == 1:
+        return Conv2d.apply(*inputs, stride=stride, padding=padding)
+    if groups < 1 or c % groups or o % groups or weight.shape[1] * groups != c:
+        raise ValueError(
+            f"conv2d: groups={groups} does not divide {c} input and {o} output channels "
+            f"with weight {tuple(weight.shape)}"
+        )
+    if groups == c == o:
+        return DepthwiseConv2d.apply(*inputs, stride=stride, padding=padding)
+    ci, co = c // groups, o // groups
+    outs = [
+        conv2d(
+            x[:, g * ci : (g + 1) * ci],
+            weight[g * co : (g + 1) * co],
+            None if bias is None else bias[g * co : (g + 1) * co],
+            stride,
+            padding,
+        )
+        for g in range(groups)
+    ]
+    return concatenate(outs, axis=1)
 
 
 # ---------------------------------------------------------------------- pooling
@@ -357,6 +459,12 @@ def batch_norm(
 # ---------------------------------------------------------------------- activations
 def relu(x: Tensor) -> Tensor:
     return x.relu()
+
+
+def relu6(x: Tensor) -> Tensor:
+    """``min(max(x, 0), 6)`` (MobileNet's activation). At exactly 0 and 6 the gradient is 1,
+    as for ``torch.clamp`` (``torch.nn.functional.relu6`` gives 0 there; a measure-zero set)."""
+    return x.clip(0.0, 6.0)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:

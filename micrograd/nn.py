@@ -177,13 +177,38 @@ class Module:
         for name, child in self.named_children():
             yield from child.named_buffers(f"{prefix}{name}.")
 
+    def __getattr__(self, name: str) -> Any:
+        # only called when normal lookup fails: buffers read like attributes (bn.running_mean)
+        buffers = self.__dict__.get("_buffers", {})
+        if name in buffers:
+            return buffers[name]
+        raise AttributeError(f"{type(self).__name__!r} has no attribute {name!r}")
+
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = None
 
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Switch gradients of every parameter inside on or off (``False`` freezes them:
+        backward computes nothing for them and optimizers leave them as they are)."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
     def train(self, mode: bool = True) -> Module:
+        """Training mode (batch statistics, dropout on) for every module inside, except those
+        locked in eval mode by ``lock_eval``; ``train(False)`` is ``eval()``."""
         for module in self.modules():
-            module.training = mode
+            module.training = mode and not module.__dict__.get("eval_locked", False)
+        return self
+
+    def lock_eval(self, locked: bool = True) -> Module:
+        """Keep this module and everything inside it in eval mode whatever ``train()`` says:
+        a BatchNorm normalises with its running statistics and never updates them (the usual
+        way to fine-tune a pretrained network on small batches)."""
+        for module in self.modules():
+            module.eval_locked = locked
+            module.training = module.training and not locked
         return self
 
     def eval(self) -> Module:
@@ -253,7 +278,8 @@ class Linear(Module):
 
 
 class Conv2d(Module):
-    """2-D convolution: ``(N, in, H, W)`` -> ``(N, out, Ho, Wo)``; weight ``(out, in, k, k)``."""
+    """2-D convolution: ``(N, in, H, W)`` -> ``(N, out, Ho, Wo)``; weight
+    ``(out, in/groups, k, k)``. ``groups=in_channels=out_channels`` is a depthwise conv."""
 
     def __init__(
         self,
@@ -264,20 +290,27 @@ class Conv2d(Module):
         padding: int = 0,
         bias: bool = True,
         rng: int | np.random.Generator | None = None,
+        groups: int = 1,
     ) -> None:
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups={groups} must divide {in_channels} and {out_channels}")
         g = _rng(rng)
-        fan_in = in_channels * kernel_size * kernel_size
-        shape = (out_channels, in_channels, kernel_size, kernel_size)
+        fan_in = in_channels // groups * kernel_size * kernel_size
+        shape = (out_channels, in_channels // groups, kernel_size, kernel_size)
         self.weight = Parameter(kaiming_normal(shape, fan_in, g))
         self.bias = Parameter(np.zeros(out_channels, np.float32)) if bias else None
-        self.stride, self.padding = stride, padding
+        self.stride, self.padding, self.groups = stride, padding, groups
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.groups)
 
     def extra_repr(self) -> str:
         o, i, k, _ = self.weight.shape
-        return f"{i}, {o}, kernel_size={k}, stride={self.stride}, padding={self.padding}"
+        groups = f", groups={self.groups}" if self.groups != 1 else ""
+        return (
+            f"{i * self.groups}, {o}, kernel_size={k}, stride={self.stride}, "
+            f"padding={self.padding}{groups}"
+        )
 
 
 class _BatchNorm(Module):
@@ -316,6 +349,11 @@ class BatchNorm2d(_BatchNorm):
 class ReLU(Module):
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
+
+
+class ReLU6(Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return F.relu6(x)
 
 
 class LeakyReLU(Module):

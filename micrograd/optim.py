@@ -19,17 +19,44 @@ import numpy as np
 from micrograd.backend import to_numpy, xp
 from micrograd.tensor import Tensor
 
+ParamGroups = Iterable[Tensor] | Iterable[dict[str, Any]]
+
 
 class Optimizer:
-    """Base: holds the parameters, the learning rate and per-parameter state buffers."""
+    """Base: holds the parameters in groups, each with its own hyperparameters, and
+    per-parameter state buffers.
 
-    def __init__(self, params: Iterable[Tensor], lr: float) -> None:
-        self.params = list(params)
+    ``params`` is a list of tensors, or, as in PyTorch, a list of groups
+    ``{"params": [...], "lr": ..., ...}``: a key a group leaves out takes the optimizer's
+    default. Parameters with ``requires_grad`` off, or without a gradient, are skipped.
+    ``optimizer.lr`` is the first group's learning rate; setting it (a schedule does) moves
+    every group's rate in proportion, so a backbone at a tenth of the head's rate stays there.
+    """
+
+    def __init__(self, params: ParamGroups, lr: float, **defaults: Any) -> None:
+        items = list(params)
+        groups = items if items and isinstance(items[0], dict) else [{"params": items}]
+        self.param_groups: list[dict[str, Any]] = []
+        for group in groups:
+            full = {"lr": lr, **defaults, **group, "params": list(group["params"])}
+            full["initial_lr"] = full["lr"]
+            self.param_groups.append(full)
+        self.params = [p for g in self.param_groups for p in g["params"]]
         if not self.params:
             raise ValueError("optimizer got an empty parameter list")
-        self.lr = lr
+        self._group_of = [g for g, grp in enumerate(self.param_groups) for _ in grp["params"]]
         self.t = 0  # number of steps taken
         self.buffers: dict[str, list[Any]] = {}
+
+    @property
+    def lr(self) -> float:
+        return float(self.param_groups[0]["lr"])
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        first = self.param_groups[0]["initial_lr"]
+        for group in self.param_groups:
+            group["lr"] = value * (group["initial_lr"] / first) if first else value
 
     def _buffer(self, name: str) -> list[Any]:
         """Per-parameter state (e.g. momentum), zeros until first used."""
@@ -44,11 +71,12 @@ class Optimizer:
     def step(self) -> None:
         self.t += 1
         for i, p in enumerate(self.params):
-            if p.grad is not None:
-                self.update(i, p.data, p.grad)
+            if p.grad is not None and p.requires_grad:
+                self.update(i, p.data, p.grad, self.param_groups[self._group_of[i]])
 
-    def update(self, i: int, theta: Any, g: Any) -> None:
-        """Update parameter ``i`` (array ``theta``, modified in place) given its gradient."""
+    def update(self, i: int, theta: Any, g: Any, group: dict[str, Any]) -> None:
+        """Update parameter ``i`` (array ``theta``, modified in place) given its gradient and
+        its group's hyperparameters (``group["lr"]``, ...)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict[str, Any]:
@@ -81,26 +109,27 @@ class SGD(Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Tensor],
+        params: ParamGroups,
         lr: float = 0.01,
         momentum: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ) -> None:
-        super().__init__(params, lr)
+        super().__init__(params, lr, momentum=momentum, weight_decay=weight_decay)
         if nesterov and momentum <= 0:
             raise ValueError("Nesterov momentum needs momentum > 0")
-        self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
+        self.nesterov = nesterov
 
-    def update(self, i: int, theta: Any, g: Any) -> None:
-        if self.weight_decay:
-            g = g + self.weight_decay * theta
-        if self.momentum:
+    def update(self, i: int, theta: Any, g: Any, group: dict[str, Any]) -> None:
+        lr, mu, wd = group["lr"], group["momentum"], group["weight_decay"]
+        if wd:
+            g = g + wd * theta
+        if mu:
             v = self._buffer("v")[i]
-            v *= self.momentum
+            v *= mu
             v += g
-            g = g + self.momentum * v if self.nesterov else v
-        theta -= self.lr * g
+            g = g + mu * v if self.nesterov else v
+        theta -= lr * g
 
 
 class Adam(Optimizer):
@@ -114,21 +143,22 @@ class Adam(Optimizer):
 
     def __init__(
         self,
-        params: Iterable[Tensor],
+        params: ParamGroups,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,
         weight_decay: float = 0.0,
     ) -> None:
-        super().__init__(params, lr)
-        self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
+        super().__init__(params, lr, weight_decay=weight_decay)
+        self.betas, self.eps = betas, eps
 
-    def update(self, i: int, theta: Any, g: Any) -> None:
+    def update(self, i: int, theta: Any, g: Any, group: dict[str, Any]) -> None:
         b1, b2 = self.betas
-        if self.weight_decay and not self.decoupled:
-            g = g + self.weight_decay * theta
-        if self.weight_decay and self.decoupled:
-            theta *= 1 - self.lr * self.weight_decay
+        lr, wd = group["lr"], group["weight_decay"]
+        if wd and not self.decoupled:
+            g = g + wd * theta
+        if wd and self.decoupled:
+            theta *= 1 - lr * wd
         m, v = self._buffer("m")[i], self._buffer("v")[i]
         m *= b1
         m += (1 - b1) * g
@@ -136,7 +166,7 @@ class Adam(Optimizer):
         v += (1 - b2) * g * g
         m_hat_scale = 1 / (1 - b1**self.t)
         v_hat_scale = 1 / (1 - b2**self.t)
-        theta -= self.lr * (m * m_hat_scale) / (xp.sqrt(v * v_hat_scale) + self.eps)
+        theta -= lr * (m * m_hat_scale) / (xp.sqrt(v * v_hat_scale) + self.eps)
 
 
 class AdamW(Adam):
@@ -149,7 +179,7 @@ class AdamW(Adam):
 
     def __init__(
         self,
-        params: Iterable[Tensor],
+        params: ParamGroups,
         lr: float = 1e-3,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-8,

@@ -228,6 +228,11 @@ class Tensor:
     def zero_grad(self) -> None:
         self.grad = None
 
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        """Turn gradient tracking of this (leaf) tensor on or off, in place; returns self."""
+        self.requires_grad = requires_grad
+        return self
+
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other: Tensor | Scalar) -> Tensor:
         return Add.apply(self, _lift(other, self))

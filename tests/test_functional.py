@@ -71,6 +71,79 @@ def test_conv2d(
     _check(ours, theirs, inputs, torch)
 
 
+GROUPED_CASES = [
+    # x shape, weight shape, stride, padding, groups, bias
+    pytest.param((2, 4, 7, 6), (4, 1, 3, 3), 1, 1, 4, True, id="depthwise-3x3"),
+    pytest.param((2, 3, 9, 7), (3, 1, 3, 3), 2, 1, 3, False, id="depthwise-3x3-stride2"),
+    pytest.param((1, 5, 9, 8), (5, 1, 5, 5), 1, 2, 5, True, id="depthwise-5x5"),
+    pytest.param((2, 3, 11, 9), (3, 1, 5, 5), 2, 2, 3, True, id="depthwise-5x5-stride2-odd"),
+    pytest.param((1, 2, 6, 6), (2, 1, 3, 3), 1, 0, 2, False, id="depthwise-no-padding"),
+    pytest.param((2, 4, 7, 5), (6, 2, 3, 3), 1, 1, 2, True, id="two-groups"),
+    pytest.param((1, 3, 7, 7), (6, 1, 3, 3), 2, 1, 3, True, id="channel-multiplier-2"),
+]
+
+
+@pytest.mark.parametrize(("xs", "ws", "stride", "padding", "groups", "bias"), GROUPED_CASES)
+def test_grouped_and_depthwise_conv2d(
+    xs: tuple[int, ...],
+    ws: tuple[int, ...],
+    stride: int,
+    padding: int,
+    groups: int,
+    bias: bool,
+    torch: Any,
+) -> None:
+    inputs = [randn(*xs, seed=1), randn(*ws, seed=2)]
+    if bias:
+        inputs.append(randn(ws[0], seed=3))
+
+    def ours(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        return F.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+
+    def theirs(x: Any, w: Any, b: Any = None) -> Any:
+        return torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
+
+    _check(ours, theirs, inputs, torch)
+
+
+def test_depthwise_conv2d_after_a_conv_and_twice_with_retain_graph(torch: Any) -> None:
+    # a depthwise conv reads the channels-last view a 1x1 conv returns; its saved input must
+    # survive a second backward with retain_graph
+    x, w1, w2 = randn(2, 3, 8, 8, seed=4), randn(6, 3, 1, 1, seed=5), randn(6, 1, 5, 5, seed=6)
+
+    def ours(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
+        return F.conv2d(F.conv2d(x, w1), w2, padding=2, stride=2, groups=6)
+
+    def theirs(x: Any, w1: Any, w2: Any) -> Any:
+        f = torch.nn.functional
+        return f.conv2d(f.conv2d(x, w1), w2, padding=2, stride=2, groups=6)
+
+    _check(ours, theirs, [x, w1, w2], torch)
+    tensors = [Tensor(a, requires_grad=True, dtype=None) for a in (x, w1, w2)]
+    out = ours(*tensors).sum()
+    out.backward(retain_graph=True)
+    first = [t.grad.copy() for t in tensors]
+    for t in tensors:
+        t.grad = None
+    out.backward()
+    for a, t in zip(first, tensors, strict=True):
+        np.testing.assert_allclose(t.grad, a, rtol=1e-12)
+
+
+def test_conv2d_bad_groups_raise() -> None:
+    x = Tensor(np.zeros((1, 4, 5, 5)))
+    with pytest.raises(ValueError, match="groups"):
+        F.conv2d(x, Tensor(np.zeros((4, 2, 3, 3))), groups=3)
+    with pytest.raises(ValueError, match="groups"):
+        F.conv2d(x, Tensor(np.zeros((4, 1, 3, 3))), groups=2)
+
+
+def test_relu6(torch: Any) -> None:
+    x = randn(3, 4, seed=7) * 5  # values below 0, inside (0, 6) and above 6
+    assert (x > 6).any() and (x < 0).any()
+    _check(F.relu6, torch.nn.functional.relu6, [x], torch)
+
+
 def test_conv2d_channel_mismatch_raises() -> None:
     with pytest.raises(ValueError, match="channels"):
         F.conv2d(Tensor(np.zeros((1, 3, 4, 4))), Tensor(np.zeros((2, 2, 3, 3))))

@@ -267,3 +267,95 @@ def test_hotdog_cnn_trains_end_to_end() -> None:
 def test_build_rejects_unknown_type() -> None:
     with pytest.raises(ValueError, match="unknown architecture"):
         build({"type": "transformer"})
+
+
+# ---------------------------------------------------------------------- fine-tuning controls
+def mobile_block(rng: np.random.Generator) -> nn.Sequential:
+    """Depthwise 5x5 (stride 2) -> BN (eps 1e-3) -> ReLU6 -> 1x1 -> BN, as in MobileNets."""
+    return nn.Sequential(
+        nn.Conv2d(4, 4, 5, stride=2, padding=2, bias=False, rng=rng, groups=4),
+        nn.BatchNorm2d(4, eps=1e-3),
+        nn.ReLU6(),
+        nn.Conv2d(4, 3, 1, bias=False, rng=rng),
+        nn.BatchNorm2d(3, eps=1e-3),
+    )
+
+
+def torch_mobile_block(torch: Any) -> Any:
+    tnn = torch.nn
+    return tnn.Sequential(
+        tnn.Conv2d(4, 4, 5, stride=2, padding=2, bias=False, groups=4),
+        tnn.BatchNorm2d(4, eps=1e-3),
+        tnn.ReLU6(),
+        tnn.Conv2d(4, 3, 1, bias=False),
+        tnn.BatchNorm2d(3, eps=1e-3),
+    )
+
+
+@pytest.mark.parametrize("frozen_bn", [False, True])
+def test_mobile_block_matches_torch_with_frozen_batch_norm(frozen_bn: bool, torch: Any) -> None:
+    rng = np.random.default_rng(3)
+    ours, theirs = mobile_block(rng), torch_mobile_block(torch).double()
+    state = ours.state_dict()
+    for name in state:
+        if "running" in name:  # non-trivial statistics, so eval mode differs from training
+            state[name] = rng.uniform(0.5, 1.5, state[name].shape).astype(np.float32)
+    ours.load_state_dict(state)
+    theirs.load_state_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in state.items()})
+    ours.train()
+    theirs.train()
+    if frozen_bn:
+        ours[1].lock_eval()
+        ours.train()  # a locked module stays in eval mode
+        assert not ours[1].training and ours[4].training
+        theirs[1].eval()
+    x = rng.standard_normal((2, 4, 9, 7))
+    weights = rng.standard_normal((2, 3, 5, 4))
+    xt = Tensor(x, requires_grad=True, dtype=None)
+    for p in ours.parameters():  # float64 throughout, so the comparison can be tight
+        p.data = p.data.astype(np.float64)
+    for i in (1, 4):
+        for name in ("running_mean", "running_var"):
+            ours[i].register_buffer(name, state[f"{i}.{name}"].astype(np.float64))
+    (ours(xt) * Tensor(weights, dtype=None)).sum().backward()
+    xt_torch = torch.tensor(x, requires_grad=True)
+    (theirs(xt_torch) * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(xt.grad, xt_torch.grad.numpy(), atol=1e-9)
+    torch_params = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad, torch_params[name].grad.numpy(), atol=1e-9)
+    torch_buffers = dict(theirs.named_buffers())
+    for name, value in ours.named_buffers():
+        np.testing.assert_allclose(value, torch_buffers[name].numpy(), rtol=1e-6, err_msg=name)
+    assert np.array_equal(ours[1].running_mean, state["1.running_mean"]) == frozen_bn
+
+
+def test_requires_grad_false_freezes_parameters() -> None:
+    model = small_cnn()
+    model[0].requires_grad_(False)
+    frozen = model[0].weight.data.copy()
+    optimizer = Adam(model.parameters(), lr=0.1)
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 6, 6)))
+    F.cross_entropy(model(x), np.array([0, 1, 0, 1])).backward()
+    assert model[0].weight.grad is None and model[0].bias.grad is None
+    assert model[4].weight.grad is not None
+    optimizer.step()
+    np.testing.assert_array_equal(model[0].weight.data, frozen)
+    model.requires_grad_(True)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_buffers_read_as_attributes() -> None:
+    bn = nn.BatchNorm2d(3)
+    np.testing.assert_array_equal(bn.running_var, np.ones(3))
+    with pytest.raises(AttributeError, match="no attribute"):
+        _ = bn.running_median
+
+
+def test_grouped_conv_module_repr_and_shapes() -> None:
+    conv = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
+    assert conv.weight.shape == (6, 1, 3, 3)
+    assert "groups=6" in repr(conv)
+    assert conv(Tensor(np.zeros((1, 6, 5, 5)))).shape == (1, 6, 5, 5)
+    with pytest.raises(ValueError, match="groups"):
+        nn.Conv2d(6, 4, 3, groups=4)

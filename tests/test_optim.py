@@ -241,3 +241,35 @@ def test_load_state_dict_rejects_wrong_shapes() -> None:
     state["m.0"] = np.zeros(4)
     with pytest.raises(ValueError, match=r"m\.0"):
         Adam([Parameter(np.ones(3))], lr=0.1).load_state_dict(state)
+
+
+def test_param_groups_match_torch(torch: Any) -> None:
+    """A backbone at a tenth of the head's rate, with its own weight decay, under a schedule."""
+
+    def make_ours(params: list[Parameter]) -> Optimizer:
+        w, b = params
+        return AdamW([{"params": [w], "lr": 0.005, "weight_decay": 0.0}, {"params": [b]}], lr=0.05)
+
+    w, b = Parameter(W0.copy(), dtype=None), Parameter(B0.copy(), dtype=None)
+    ours = make_ours([w, b])
+    schedule = CosineWarmup(ours, total_steps=8, warmup_steps=2)
+    wt = torch.tensor(W0, requires_grad=True)
+    bt = torch.tensor(B0, requires_grad=True)
+    theirs = torch.optim.AdamW(
+        [{"params": [wt], "lr": 0.005, "weight_decay": 0.0}, {"params": [bt]}], lr=0.05
+    )
+    x, y = Tensor(X, dtype=None), Tensor(Y, dtype=None)
+    for _ in range(8):
+        factor = ours.lr / 0.005  # where the schedule stands, applied to torch by hand
+        for group, base in zip(theirs.param_groups, (0.005, 0.05), strict=True):
+            group["lr"] = base * factor
+        ours.zero_grad()
+        theirs.zero_grad()
+        loss_fn(w, b, x, y).backward()
+        loss_fn(wt, bt, torch.tensor(X), torch.tensor(Y)).backward()
+        ours.step()
+        theirs.step()
+        schedule.step()
+        np.testing.assert_allclose(w.data, wt.detach().numpy(), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(b.data, bt.detach().numpy(), rtol=1e-10, atol=1e-12)
+    assert ours.param_groups[0]["lr"] == pytest.approx(0.1 * ours.param_groups[1]["lr"])
