@@ -424,8 +424,10 @@ class Sequential(Module):
     def __iter__(self) -> Iterator[Module]:
         return (module for _, module in self.named_children())
 
-    def __getitem__(self, i: int) -> Module:
-        return list(self)[i]
+    def __getitem__(self, i: int | slice) -> Module:
+        """One layer, or for a slice a ``Sequential`` of those layers (the same objects)."""
+        layers = list(self)
+        return Sequential(*layers[i]) if isinstance(i, slice) else layers[i]
 
     def __len__(self) -> int:
         return len(list(self.named_children()))

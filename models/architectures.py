@@ -10,8 +10,11 @@ Two families:
   in the frame the hotdog is, and it works for any input size.
 - ``{"type": "mlp", "in_features": d, "hidden": [h1, h2], "dropout": p}``: the original approach,
   a multi-layer perceptron over flattened (usually grayscale) pixels ``(N, C, H, W) -> (N, d)``.
+- ``{"type": "efficientnet_lite", "num_classes": k, "dropout": p}``: EfficientNet-Lite0, the
+  ImageNet network that the pretrained models fine-tune (``stages``, ``stem`` and ``head``
+  describe other widths and depths).
 
-Both output ``(N, num_classes)`` logits; class 1 is "hotdog".
+All output ``(N, num_classes)`` logits; class 1 is "hotdog".
 """
 
 from __future__ import annotations
@@ -83,12 +86,12 @@ class ResNet(nn.Module):
         self.dropout = nn.Dropout(dropout, rng=rng)
         self.head = nn.Linear(cin, num_classes, rng=rng)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.dropout(self.pool(self.features(x))))
+    def classify(self, features: Tensor) -> Tensor:
+        """The last feature maps ``self.features(x)`` ``(N, C, h, w)`` -> logits."""
+        return self.head(self.dropout(self.pool(features)))
 
-    def feature_maps(self, x: Tensor) -> Tensor:
-        """The last convolutional feature maps ``(N, C, h, w)`` (for class-activation maps)."""
-        return self.features(x)
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classify(self.features(x))
 
 
 class MLP(nn.Module):
@@ -117,6 +120,103 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
+def conv_bn(
+    cin: int,
+    cout: int,
+    kernel: int,
+    stride: int,
+    rng: np.random.Generator,
+    groups: int = 1,
+    activation: bool = True,
+) -> nn.Sequential:
+    """kxk conv (symmetric ``k//2`` padding, no bias) -> BatchNorm (eps 1e-3) -> ReLU6."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False, rng=rng, groups=groups),
+        nn.BatchNorm2d(cout, eps=1e-3),
+    ]
+    if activation:
+        layers.append(nn.ReLU6())
+    return nn.Sequential(*layers)
+
+
+class MBConv(nn.Module):
+    """Inverted residual block (MobileNetV2; EfficientNet-Lite drops squeeze-excitation):
+    1x1 expand to ``cin * expand`` channels, kxk depthwise, 1x1 linear projection, and the
+    input added back when the shape allows. ``(N, cin, H, W)`` -> ``(N, cout, H/s, W/s)``."""
+
+    def __init__(
+        self, cin: int, cout: int, kernel: int, stride: int, expand: int, rng: np.random.Generator
+    ) -> None:
+        mid = cin * expand
+        self.expand = conv_bn(cin, mid, 1, 1, rng) if expand != 1 else None
+        self.depthwise = conv_bn(mid, mid, kernel, stride, rng, groups=mid)
+        self.project = conv_bn(mid, cout, 1, 1, rng, activation=False)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.expand(x) if self.expand is not None else x
+        h = self.project(self.depthwise(h))
+        return x + h if self.residual else h
+
+
+#: EfficientNet-Lite0's stages: (repeats, kernel, stride of the first block, expansion, out).
+LITE0_STAGES = [
+    [1, 3, 1, 1, 16],
+    [2, 3, 2, 6, 24],
+    [2, 5, 2, 6, 40],
+    [3, 3, 2, 6, 80],
+    [3, 5, 1, 6, 112],
+    [4, 5, 2, 6, 192],
+    [1, 3, 1, 6, 320],
+]
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite (Tan & Le, 2019; the Lite variants drop squeeze-excitation and use
+    ReLU6): ``(N, 3, H, W)`` -> ``(N, num_classes)`` logits.
+
+    A stride-2 3x3 stem, MBConv stages (``stages`` rows as in ``LITE0_STAGES``), a 1x1 conv to
+    ``head`` channels, global average pooling, dropout and a linear classifier. With the
+    defaults and ``num_classes=1000`` its parameters are ImageNet EfficientNet-Lite0's, named
+    so ``training.pretrained`` can load them. The network halves the resolution five times:
+    224 px in, 7x7 feature maps out of ``features``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 2,
+        stages: list[list[int]] | None = None,
+        stem: int = 32,
+        head: int = 1280,
+        dropout: float = 0.2,
+        seed: int = 0,
+    ) -> None:
+        rng = np.random.default_rng(seed)
+        self.stem = conv_bn(3, stem, 3, 2, rng)
+        blocks: list[nn.Module] = []
+        cin = stem
+        for repeats, kernel, stride, expand, cout in stages or LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(MBConv(cin, cout, kernel, stride if r == 0 else 1, expand, rng))
+                cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.head = conv_bn(cin, head, 1, 1, rng)
+        self.pool = nn.GlobalAvgPool2d()
+        self.dropout = nn.Dropout(dropout, rng=rng)
+        self.classifier = nn.Linear(head, num_classes, rng=rng)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The last convolutional feature maps ``(N, head, H/32, W/32)`` (for Grad-CAM)."""
+        return self.head(self.blocks(self.stem(x)))
+
+    def classify(self, features: Tensor) -> Tensor:
+        """``features`` ``(N, head, h, w)`` -> logits ``(N, num_classes)``."""
+        return self.classifier(self.dropout(self.pool(features)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classify(self.features(x))
+
+
 def build(config: dict[str, Any]) -> nn.Module:
     """Instantiate the network a config dict describes (see the module docstring)."""
     kind = config.get("type")
@@ -125,7 +225,11 @@ def build(config: dict[str, Any]) -> nn.Module:
         return ResNet(**params)
     if kind == "mlp":
         return MLP(**params)
-    raise ValueError(f"unknown architecture type {kind!r} (expected 'resnet' or 'mlp')")
+    if kind == "efficientnet_lite":
+        return EfficientNetLite(**params)
+    raise ValueError(
+        f"unknown architecture type {kind!r} (expected 'resnet', 'mlp' or 'efficientnet_lite')"
+    )
 
 
 #: The shipped CNN's architecture (benchmarks and training presets use it).

@@ -252,7 +252,7 @@ def test_hotdog_cnn_forward_shape(size: tuple[int, int]) -> None:
     model.eval()
     with no_grad():
         assert model(x[:1]).shape == (1, 2)
-    assert model.feature_maps(x).shape[:2] == (2, HOTDOG_CNN["channels"][-1])
+    assert model.features(x).shape[:2] == (2, HOTDOG_CNN["channels"][-1])
 
 
 def test_hotdog_cnn_trains_end_to_end() -> None:

