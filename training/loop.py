@@ -1,4 +1,8 @@
-"""The training loop: ``fit(model, train, val, config)``.
+"""The training loop: ``fit(model, train, val, config)``, and ``fit_rows`` beneath it.
+
+``fit_rows`` trains on any ``Rows`` (labelled rows that know how to become model inputs);
+``fit`` gives it ``ImageRows``, images of a ``Dataset``. Fine-tuning trains on rows of cached
+backbone features instead (``training.finetune``), through the same loop.
 
 One step: draw indices (balanced batches, or a shuffled permutation with a class-weighted
 loss), cut random crops out of the uint8 training squares (``training.augment``), normalise
@@ -164,8 +168,8 @@ class FitResult:
 # ---------------------------------------------------------------------------- building blocks
 
 
-def make_optimizer(config: TrainConfig, params: Sequence[Tensor]) -> optim.Optimizer:
-    """The optimizer ``config.optimizer`` names, at ``config.lr``."""
+def make_optimizer(config: TrainConfig, params: optim.ParamGroups) -> optim.Optimizer:
+    """The optimizer ``config.optimizer`` names, at ``config.lr`` (tensors or groups)."""
     if config.optimizer == "sgd":
         return optim.SGD(
             params, config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -203,33 +207,92 @@ def epoch_batches(
     return iter(batches)
 
 
-def predict_logits(
-    model: Module, images: np.ndarray, preprocess: PreprocessConfig, batch_size: int = EVAL_BATCH
-) -> np.ndarray:
-    """``uint8 (N, size, size, 3)`` -> ``float32 (N, 2)`` logits, in eval mode, without a graph.
+class Rows:
+    """What ``fit`` trains on: labelled rows and how to turn them into model inputs.
+
+    labels: ``int64 (N,)``, 1 = hotdog; sources: ``str (N,)``, each row's dataset source.
+    ``train_inputs(idx, rng)``: the (augmented) model input of rows ``idx``, ``float32``.
+    ``eval_inputs(start, stop)``: the serving-time input of rows ``start:stop``.
+    ``fingerprint()``: identity of the rows, so a checkpoint is never resumed on other data.
+    """
+
+    labels: np.ndarray
+    sources: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def train_inputs(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def eval_inputs(self, start: int, stop: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def fingerprint(self) -> str:
+        raise NotImplementedError
+
+
+class ImageRows(Rows):
+    """A ``Dataset``'s images: random crops of the uint8 training squares (or the serving
+    pixels without augmentation) for training, ``eval_images`` for scoring, both normalised
+    by THE preprocessing function."""
+
+    def __init__(
+        self, data: Dataset, preprocess: PreprocessConfig, augmenter: Augmenter | None = None
+    ) -> None:
+        if data.size != preprocess.size:
+            raise ValueError(
+                f"the images are {data.size}px but the preprocessing expects {preprocess.size}px"
+            )
+        self.data, self.preprocess, self.augmenter = data, preprocess, augmenter
+        self.labels, self.sources = data.labels, data.sources
+
+    def train_inputs(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.augmenter is None:
+            return normalize(self.data.eval_images[idx], self.preprocess)
+        return normalize(self.augmenter(self.data.images[idx], rng), self.preprocess)
+
+    def eval_inputs(self, start: int, stop: int) -> np.ndarray:
+        return normalize(self.data.eval_images[start:stop], self.preprocess)
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        h.update(json.dumps([self.data.images.shape, self.data.eval_images.shape]).encode())
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        h.update("\n".join(self.data.paths.tolist()).encode())
+        return h.hexdigest()
+
+
+def rows_logits(model: Module, rows: Rows, batch_size: int = EVAL_BATCH) -> np.ndarray:
+    """Serving-time logits ``float32 (N, 2)`` of every row, in eval mode, without a graph.
 
     The model is put in eval mode and left there.
     """
     model.eval()
     out = []
     with no_grad():
-        for i in range(0, len(images), batch_size):
-            x = Tensor(normalize(images[i : i + batch_size], preprocess))
+        for i in range(0, len(rows), batch_size):
+            x = Tensor(rows.eval_inputs(i, i + batch_size))
             out.append(np.asarray(model(x).data, dtype=np.float32))
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+
+def score_logits(labels: np.ndarray, logits: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """``summarize`` metrics of ``(N, 2)`` logits plus ``"loss"`` (mean cross-entropy) and
+    ``"p_hotdog"`` (``float64 (N,)``, not JSON: pop it before saving)."""
+    with no_grad():
+        t = Tensor(logits)
+        loss = float(F.cross_entropy(t, labels).item())
+        p_hotdog = np.asarray(F.softmax(t, dim=1).data[:, 1], dtype=np.float64)
+    return {**summarize(labels, p_hotdog, threshold), "loss": loss, "p_hotdog": p_hotdog}
 
 
 def evaluate(
     model: Module, data: Dataset, preprocess: PreprocessConfig, threshold: float = 0.5
 ) -> dict[str, Any]:
-    """Score ``data.eval_images``: ``summarize`` metrics plus ``"loss"`` (mean cross-entropy)
-    and ``"p_hotdog"`` (``float64 (N,)``, not JSON: pop it before saving)."""
-    logits = predict_logits(model, data.eval_images, preprocess)
-    with no_grad():
-        t = Tensor(logits)
-        loss = float(F.cross_entropy(t, data.labels).item())
-        p_hotdog = np.asarray(F.softmax(t, dim=1).data[:, 1], dtype=np.float64)
-    return {**summarize(data.labels, p_hotdog, threshold), "loss": loss, "p_hotdog": p_hotdog}
+    """Score ``data.eval_images`` (the serving pixels): ``score_logits``' metrics."""
+    logits = rows_logits(model, ImageRows(data, preprocess))
+    return score_logits(data.labels, logits, threshold)
 
 
 def _module_rngs(model: Module) -> list[np.random.Generator]:
@@ -239,17 +302,10 @@ def _module_rngs(model: Module) -> list[np.random.Generator]:
     ]
 
 
-def _fingerprint(train: Dataset, val: Dataset | None) -> str:
-    """Identity of the data a run trains on: paths, labels and array shapes of both splits."""
-    h = hashlib.sha256()
-    for part in (train, val):
-        if part is None:
-            h.update(b"<none>")
-            continue
-        h.update(json.dumps([part.images.shape, part.eval_images.shape]).encode())
-        h.update(np.ascontiguousarray(part.labels, dtype=np.int64).tobytes())
-        h.update("\n".join(part.paths.tolist()).encode())
-    return h.hexdigest()[:16]
+def _fingerprint(train: Rows, val: Rows | None) -> str:
+    """Identity of the data a run trains on: both splits' own fingerprints."""
+    parts = [train.fingerprint(), val.fingerprint() if val is not None else "<none>"]
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()[:16]
 
 
 def _better(metrics: dict[str, Any], best: tuple[float, float] | None) -> bool:
@@ -397,37 +453,51 @@ def fit(
     checkpoint: str | os.PathLike[str] | None = None,
     resume: bool = False,
 ) -> FitResult:
-    """Train ``model`` in place on ``train``; score it on ``val`` after every epoch.
+    """Train ``model`` in place on the images of ``train``; score it on ``val`` after every
+    epoch (see ``fit_rows``, which this calls with augmented image rows).
 
     model: a ``Module`` mapping ``float32 (N, C, size, size)`` to ``(N, 2)`` logits.
-    train, val: ``Dataset`` s at the preprocessing size (``val`` may be None: no scoring,
-        no early stopping, the last epoch's weights are kept).
+    train, val: ``Dataset`` s at the preprocessing size (``val`` may be None).
+    """
+    preprocess = PreprocessConfig.from_dict(config.preprocess)
+    augmenter = None
+    if config.augment is not None:
+        if config.augment.get("out_size", preprocess.size) != preprocess.size:
+            raise ValueError("augment out_size must equal the preprocessing size")
+        augmenter = Augmenter({**config.augment, "out_size": preprocess.size})
+    train_rows = ImageRows(train, preprocess, augmenter)
+    val_rows = ImageRows(val, preprocess) if val is not None else None
+    return fit_rows(model, train_rows, val_rows, config, callbacks, checkpoint, resume)
+
+
+def fit_rows(
+    model: Module,
+    train: Rows,
+    val: Rows | None,
+    config: TrainConfig,
+    callbacks: Sequence[Callback] = (),
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    param_groups: list[dict[str, Any]] | None = None,
+) -> FitResult:
+    """Train ``model`` in place on ``train`` rows; score it on ``val`` after every epoch.
+
+    val: may be None (no scoring, no early stopping, the last epoch's weights are kept).
     checkpoint: written (atomically) after every epoch when given. With ``resume`` it is read
         first and training continues after its last epoch; it must come from the same config
         and data (``CheckpointError`` otherwise).
+    param_groups: optimizer parameter groups (``{"params": [...], "lr": ...}``); default:
+        every parameter of ``model`` that requires a gradient, at ``config.lr``.
 
     At the end the model holds the best epoch's weights (see ``FitResult.best_epoch``) and is
     in eval mode. A ``KeyboardInterrupt`` propagates; the checkpoint then holds the last
     completed epoch.
     """
     started = time.perf_counter()
-    preprocess = PreprocessConfig.from_dict(config.preprocess)
-    for name, part in (("train", train), ("val", val)):
-        if part is not None and part.size != preprocess.size:
-            raise ValueError(
-                f"the {name} images are {part.size}px but the preprocessing expects "
-                f"{preprocess.size}px"
-            )
-    augmenter = None
-    if config.augment is not None:
-        if config.augment.get("out_size", preprocess.size) != preprocess.size:
-            raise ValueError("augment out_size must equal the preprocessing size")
-        augmenter = Augmenter({**config.augment, "out_size": preprocess.size})
     weights = None if config.balanced else class_weights(train.labels)
-
     rng = np.random.default_rng(config.seed)
-    params = model.parameters()
-    optimizer = make_optimizer(config, params)
+    groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    optimizer = make_optimizer(config, groups)
     steps = steps_per_epoch(len(train), config.batch_size)
     scheduler = optim.CosineWarmup(
         optimizer,
@@ -449,7 +519,7 @@ def fit(
         "steps_per_epoch": steps,
         "n_train": len(train),
         "n_val": len(val) if val is not None else 0,
-        "n_parameters": model.num_parameters(),
+        "n_parameters": sum(p.numel() for p in optimizer.params),
     }
     for cb in callbacks:
         cb.on_train_start(info)
@@ -459,54 +529,13 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_start(epoch, steps)
         epoch_start = time.perf_counter()
-        model.train()
-        loss_sum, correct, seen, lr = 0.0, 0, 0, optimizer.lr
         batches = epoch_batches(train.labels, config, rng, train.sources)
-        for step, idx in enumerate(batches, start=1):
-            crops = augmenter(train.images[idx], rng) if augmenter else train.eval_images[idx]
-            y = train.labels[idx]
-            logits = model(Tensor(normalize(crops, preprocess)))
-            loss = F.cross_entropy(
-                logits, y, weight=weights, label_smoothing=config.label_smoothing
-            )
-            optimizer.zero_grad()
-            loss.backward()
-            if config.grad_clip:
-                optim.clip_grad_norm_(params, config.grad_clip)
-            lr = optimizer.lr
-            optimizer.step()
-            scheduler.step()
-
-            loss_sum += float(loss.item()) * len(idx)
-            correct += int((np.asarray(logits.data).argmax(axis=1) == y).sum())
-            seen += len(idx)
-            for cb in callbacks:
-                cb.on_batch_end(step, steps, loss_sum / seen, correct / seen)
-
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": loss_sum / seen,
-            "train_accuracy": correct / seen,
-            "val_loss": None,
-            "val_accuracy": None,
-            "val_balanced_accuracy": None,
-            "val_roc_auc": None,
-            "lr": lr,
-        }
+        record = _train_epoch(
+            model, train, batches, optimizer, scheduler, config, weights, rng, callbacks, steps
+        )
+        record["epoch"] = epoch
         if val is not None:
-            metrics = evaluate(model, val, preprocess)
-            metrics.pop("p_hotdog")
-            record.update(
-                val_loss=metrics["loss"],
-                val_accuracy=metrics["accuracy"],
-                val_balanced_accuracy=metrics["balanced_accuracy"],
-                val_roc_auc=metrics["roc_auc"],
-            )
-            if _better(metrics, run.best_key):
-                run.best_key = (metrics["balanced_accuracy"], -metrics["loss"])
-                run.best_epoch, run.best_metrics = epoch, metrics
-                run.best_state = model.state_dict()
-            run.stopped_early = bool(config.patience) and epoch - run.best_epoch >= config.patience
+            _score_epoch(model, val, record, run, epoch, config.patience)
         else:
             run.best_epoch = epoch
         record["seconds"] = time.perf_counter() - epoch_start
@@ -530,3 +559,65 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(result)
     return result
+
+
+def _train_epoch(
+    model: Module,
+    train: Rows,
+    batches: Iterator[np.ndarray],
+    optimizer: optim.Optimizer,
+    scheduler: optim.CosineWarmup,
+    config: TrainConfig,
+    weights: np.ndarray | None,
+    rng: np.random.Generator,
+    callbacks: Sequence[Callback],
+    steps: int,
+) -> dict[str, Any]:
+    """One pass of optimizer steps; returns the epoch's record without validation figures."""
+    model.train()
+    loss_sum, correct, seen, lr = 0.0, 0, 0, optimizer.lr
+    for step, idx in enumerate(batches, start=1):
+        x, y = train.train_inputs(idx, rng), train.labels[idx]
+        logits = model(Tensor(x))
+        loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad()
+        loss.backward()
+        if config.grad_clip:
+            optim.clip_grad_norm_(optimizer.params, config.grad_clip)
+        lr = optimizer.lr
+        optimizer.step()
+        scheduler.step()
+
+        loss_sum += float(loss.item()) * len(idx)
+        correct += int((np.asarray(logits.data).argmax(axis=1) == y).sum())
+        seen += len(idx)
+        for cb in callbacks:
+            cb.on_batch_end(step, steps, loss_sum / seen, correct / seen)
+    return {
+        "train_loss": loss_sum / seen,
+        "train_accuracy": correct / seen,
+        "val_loss": None,
+        "val_accuracy": None,
+        "val_balanced_accuracy": None,
+        "val_roc_auc": None,
+        "lr": lr,
+    }
+
+
+def _score_epoch(
+    model: Module, val: Rows, record: dict[str, Any], run: _RunState, epoch: int, patience: int
+) -> None:
+    """Score ``val`` into ``record``; keep the weights if they are the best so far."""
+    metrics = score_logits(val.labels, rows_logits(model, val))
+    metrics.pop("p_hotdog")
+    record.update(
+        val_loss=metrics["loss"],
+        val_accuracy=metrics["accuracy"],
+        val_balanced_accuracy=metrics["balanced_accuracy"],
+        val_roc_auc=metrics["roc_auc"],
+    )
+    if _better(metrics, run.best_key):
+        run.best_key = (metrics["balanced_accuracy"], -metrics["loss"])
+        run.best_epoch, run.best_metrics = epoch, metrics
+        run.best_state = model.state_dict()
+    run.stopped_early = bool(patience) and epoch - run.best_epoch >= patience
