@@ -1,8 +1,8 @@
 """Hotdog or not: a Streamlit shell over ``models`` (``streamlit run app.py``).
 
 Everything that thinks lives in ``models``; this file only draws. Each photo is classified by
-``Classifier.explain``, which returns the verdict, the 64x64 image the network saw and a
-saliency map from a single decode of the upload.
+``Classifier.explain``, which returns the verdict, the image exactly as the network saw it and
+a map of where the evidence was, from a single decode of the upload.
 
 Serving is stateless: a model loads once per process (``st.cache_resource``) and is read-only
 afterwards; each visitor's results live in their own ``st.session_state``; nothing is written to
@@ -39,6 +39,7 @@ from PIL import Image, ImageOps
 import models
 from micrograd.engine import Value
 from micrograd.viz import draw_dot
+from models.architectures import EfficientNetLite
 from models.preprocess import load_image
 
 log = logging.getLogger(__name__)
@@ -59,15 +60,35 @@ IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"] + (
     ["heic", "heif"] if HEIF_SUPPORTED else []
 )
 
-#: Noisy copies averaged for each saliency map: 8 keeps a 12 MP photo well under a second.
+#: Noisy copies averaged for each SmoothGrad map (from-scratch models): 8 keeps a 12 MP photo
+#: well under a second. Pretrained models explain with Grad-CAM, which needs no copies.
 SALIENCY_SAMPLES = 8
 #: Side of the enlarged model view and saliency map, in pixels.
 DISPLAY_SIZE = 256
 #: Results remembered per visitor (keyed by model and image content), so reruns are instant.
 RESULTS_PER_SESSION = 64
 
+#: How each explanation method is named under its picture.
+METHOD_NAMES = {"gradcam": "Grad-CAM", "smoothgrad": "saliency"}
+
 HOTDOG_TEXT = "🌭 Hotdog"
 NOT_HOTDOG_TEXT = "Not hotdog"
+
+
+#: The how-it-works paragraph on each explanation method.
+EXPLAINERS = {
+    "gradcam": (
+        "The heat map is Grad-CAM: the network's last 7×7 grid of features, each cell weighted "
+        "by how much it raises the hotdog score. It uses one fixed scale for every photo, so a "
+        "dark map means no part of the photo looked like a hotdog."
+    ),
+    "smoothgrad": (
+        "The saliency map is the gradient of the hotdog score with respect to every input "
+        f"pixel, averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image "
+        "(SmoothGrad) and lightly blurred: bright regions are the ones that move the verdict "
+        "most."
+    ),
+}
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -307,7 +328,7 @@ def show_result(photo: Photo, result: models.Explanation | str) -> None:
         with saliency_col:
             st.image(
                 enlarge(overlay(result.image, result.saliency)),
-                caption="Where it looked (saliency)",
+                caption=f"Where it looked ({METHOD_NAMES.get(result.method, result.method)})",
                 output_format="PNG",
                 width="stretch",
             )
@@ -436,6 +457,7 @@ def show_how_it_works(classifier: models.Classifier) -> None:
     """A few sentences, one neuron's computation graph, and the network's architecture."""
     cfg = classifier.preprocess
     colour = "grayscale" if cfg.grayscale else "colour"
+    explainer = "gradcam" if isinstance(classifier.model, EfficientNetLite) else "smoothgrad"
     st.markdown(
         f"""
 Each photo is decoded, turned upright, cropped to its central square and shrunk to
@@ -443,9 +465,7 @@ Each photo is decoded, turned upright, cropped to its central square and shrunk 
 network sees. The network (`{classifier.name}`, below) turns those pixels into two scores, and a
 softmax turns the scores into **p(hotdog)**; {classifier.threshold:g} or more means hotdog.
 
-The saliency map is the gradient of the hotdog score with respect to every input pixel,
-averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image (SmoothGrad) and lightly
-blurred: bright regions are the ones that move the verdict most.
+{EXPLAINERS[explainer]}
 
 No deep-learning framework is involved. Every number flows through the autograd engine in
 `micrograd/`: each operation records its inputs and how to pass a gradient back to them, and
@@ -470,7 +490,10 @@ def main() -> None:
     """Draw the page: sidebar, then the Classify / Model card / How it works tabs."""
     st.set_page_config(page_title="Hotdog or not", page_icon="🌭", layout="centered")
     st.title("🌭 Hotdog or not?")
-    st.caption("A neural network trained from scratch on its own autograd engine.")
+    st.caption(
+        "Neural networks that run on their own autograd engine: an ImageNet network fine-tuned "
+        "on hotdogs, and networks trained from scratch to compare."
+    )
 
     directory = models_dir()
     names = models.available(directory)

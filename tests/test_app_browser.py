@@ -153,7 +153,7 @@ def test_upload_two_photos_and_screenshot(page: Any, server: Server, images: dic
     assert got == [server.expected(hotdog), server.expected(cat)]
     if server.shipped:
         assert [verdict for verdict, _ in got] == ["🌭 Hotdog", "Not hotdog"]
-    page.get_by_text("Where it looked (saliency)").nth(1).wait_for()
+    page.get_by_text("Where it looked").nth(1).wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
     # Streamlit scrolls inside its own container, so the viewport is the picture: make it tall
     # enough for both results, and wait until the script run is over (no "Stop" button).

@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from micrograd.nn import MLP as ScalarMLP
+from micrograd.nn import Module
 from models import DEFAULT_MODEL, MODELS_DIR, Classifier, ImageError, ModelFileError
 from models import load as load_classifier
 from models.architectures import HOTDOG_CNN, build
@@ -38,7 +39,14 @@ from models.io import CONFIG_KEY, save_arrays, save_model, write_json
 from models.preprocess import PreprocessConfig
 from training import scalar
 from training.augment import AugmentConfig
-from training.data import Dataset, DatasetError, load_dataset, stratified_split
+from training.data import (
+    Dataset,
+    DatasetError,
+    default_cache_dir,
+    load_dataset,
+    stratified_split,
+)
+from training.finetune import FinetuneSettings, finetune
 from training.loop import (
     Callback,
     CheckpointError,
@@ -49,6 +57,9 @@ from training.loop import (
     fit,
 )
 from training.metrics import accuracy_by_group, summarize
+from training.pretrained import DEFAULT_PATH as DEFAULT_PRETRAINED
+from training.pretrained import PREPROCESS as PRETRAINED_PREPROCESS
+from training.pretrained import SOURCE as PRETRAINED_SOURCE
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_WEIGHTS = MODELS_DIR / f"{DEFAULT_MODEL}.npz"
@@ -172,6 +183,7 @@ class Preset:
     augment: dict[str, Any] | None
     train: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    finetune: dict[str, Any] | None = None  # FinetuneSettings defaults: a pretrained network
 
 
 def _mlp_architecture(pre: PreprocessConfig) -> dict[str, Any]:
@@ -189,6 +201,7 @@ def _scalar_architecture(pre: PreprocessConfig) -> dict[str, Any]:
 
 #: Settings a preset does not choose (command-line options still override them).
 TRAIN_DEFAULTS: dict[str, Any] = {
+    "warmup_epochs": 1.0,
     "epochs": 10,
     "batch_size": 64,
     "lr": 3e-3,
@@ -213,6 +226,23 @@ PRESETS: dict[str, Preset] = {
             "source_power": 0.25,
         },
         description="residual CNN on 64x64 RGB with augmentation (the shipped model)",
+    ),
+    "effnet": Preset(
+        preprocess=PRETRAINED_PREPROCESS,
+        architecture=lambda pre: {"type": "efficientnet_lite", "num_classes": 2},
+        # milder than the CNN's: ImageNet features already know food; the crops only need to
+        # look like other framings of the same photo
+        augment={"scale": [0.4, 1.0], "rotation": 10.0, "hue": 0.03},
+        train={
+            "epochs": 4,
+            "lr": 1e-3,
+            "weight_decay": 0.05,
+            "label_smoothing": 0.1,
+            "source_power": 0.5,
+            "warmup_epochs": 0.5,
+        },
+        description="ImageNet EfficientNet-Lite0 fine-tuned at 224 px (the most accurate)",
+        finetune={"trainable_blocks": 2, "views": 3, "backbone_lr_scale": 0.1, "dropout": 0.2},
     ),
     "mlp": Preset(
         preprocess=PreprocessConfig(size=32, grayscale=True),
@@ -354,6 +384,83 @@ def _report(path: Path, metrics: dict[str, Any] | None, result: FitResult) -> No
     )
 
 
+Trainer = Callable[..., tuple[Module, dict[str, Any], FitResult]]
+
+
+def _fit_trainer(architecture: dict[str, Any]) -> Trainer:
+    """Train a network built from ``architecture`` from scratch with ``fit``."""
+    try:
+        model = build(architecture)
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"bad architecture {json.dumps(architecture)}: {exc}") from None
+
+    def train(
+        train: Dataset,
+        val: Dataset | None,
+        config: TrainConfig,
+        progress: ProgressBar,
+        checkpoint: Path,
+        resume: bool,
+    ) -> tuple[Module, dict[str, Any], FitResult]:
+        result = fit(model, train, val, config, [progress], checkpoint, resume=resume)
+        return model, architecture, result
+
+    return train
+
+
+def _finetune_settings(
+    args: argparse.Namespace, preset: Preset, augment: dict[str, Any] | None
+) -> FinetuneSettings:
+    defaults = dict(preset.finetune or {})
+    for key in ("views", "trainable_blocks"):
+        if getattr(args, key) is not None:
+            defaults[key] = getattr(args, key)
+    if augment is None:
+        defaults["views"] = 1  # only the serving view: nothing to augment
+    pretrained = Path(args.pretrained)
+    if not pretrained.is_file():
+        raise UsageError(
+            f"no pretrained weights at {pretrained}: run "
+            "'python -m training import-weights efficientnet-lite0' first"
+        )
+    try:
+        return FinetuneSettings(pretrained=str(pretrained), augment=augment or {}, **defaults)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _finetune_trainer(settings: FinetuneSettings) -> Trainer:
+    """Fine-tune the pretrained network with ``training.finetune``."""
+
+    def train(
+        train: Dataset,
+        val: Dataset | None,
+        config: TrainConfig,
+        progress: ProgressBar,
+        checkpoint: Path,
+        resume: bool,
+    ) -> tuple[Module, dict[str, Any], FitResult]:
+        features = DecodeProgress("backbone features")
+        try:
+            return finetune(
+                train,
+                val,
+                settings,
+                config,
+                default_cache_dir() / "features",
+                [progress],
+                checkpoint,
+                resume,
+                progress=features,
+            )
+        except ModelFileError as exc:
+            raise UsageError(str(exc)) from None
+        finally:
+            features.close()
+
+    return train
+
+
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     started = time.perf_counter()
     preset = PRESETS[args.model]
@@ -364,6 +471,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         pre = replace(preset.preprocess, size=args.size or preset.preprocess.size)
     except ValueError as exc:
         raise UsageError(f"--size: {exc}") from None
+    if args.arch_json and preset.finetune is not None:
+        raise UsageError(f"--arch-json: the {args.model} preset's network is the pretrained one")
     if args.arch_json:
         try:
             architecture = json.loads(args.arch_json)
@@ -378,11 +487,12 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return _train_scalar(args, argv, pre, architecture, out, started)
 
     architecture.setdefault("seed", args.seed)
-    try:
-        model = build(architecture)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"bad architecture {json.dumps(architecture)}: {exc}") from None
     augment = None if args.no_augment else preset.augment
+    if preset.finetune is not None:
+        settings = _finetune_settings(args, preset, augment)
+        trainer = _finetune_trainer(settings)
+    else:
+        trainer = _fit_trainer(architecture)
     try:
         config = TrainConfig(
             epochs=args.epochs,
@@ -418,7 +528,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     progress = ProgressBar()
     before = _mtime(checkpoint)
     try:
-        result = fit(model, train, val, config, [progress], checkpoint, resume=args.resume)
+        model, architecture, result = trainer(train, val, config, progress, checkpoint, args.resume)
     except KeyboardInterrupt:
         progress.close()
         # Ask the file, not the progress bar (Ctrl-C may land between the checkpoint's rename
@@ -457,6 +567,9 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         model.num_parameters(),
         started,
     )
+    if preset.finetune is not None:
+        card["pretrained"] = PRETRAINED_SOURCE
+        card["finetune"] = {k: v for k, v in settings.to_dict().items() if k != "pretrained"}
     weights_config = {
         "architecture": architecture,
         "preprocess": pre.to_dict(),
@@ -716,7 +829,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     t.add_argument("--weight-decay", type=float, help="default: the preset's")
     t.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
-    t.add_argument("--warmup-epochs", type=float, default=1.0)
+    t.add_argument("--warmup-epochs", type=float, help="default: the preset's (1)")
     t.add_argument("--min-lr", type=float, default=0.0)
     t.add_argument("--label-smoothing", type=float, help="default: the preset's")
     t.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm (0 = off)")
@@ -765,6 +878,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workers", type=_positive_int, help="decoding processes (default: all CPUs)")
     t.add_argument("--arch-json", metavar="JSON", help="architecture config overriding the preset")
     t.add_argument("--notes", default="", help="free text for the model card")
+    t.add_argument(
+        "--pretrained",
+        default=str(DEFAULT_PRETRAINED),
+        metavar="PATH",
+        help="imported ImageNet weights for a pretrained preset (effnet), written by "
+        f"import-weights (default {DEFAULT_PRETRAINED})",
+    )
+    t.add_argument("--views", type=_positive_int, help="effnet: cached views per photo")
+    t.add_argument(
+        "--trainable-blocks", type=_positive_int, help="effnet: last MBConv blocks to train"
+    )
     t.set_defaults(handler=cmd_train)
 
     e = sub.add_parser("evaluate", help="score weights on labelled folders")

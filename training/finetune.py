@@ -1,0 +1,276 @@
+"""Fine-tuning a pretrained EfficientNet-Lite0 in minutes of CPU time.
+
+A 224 px forward pass of the whole network costs about 50 ms on one laptop core, its backward
+twice that, so training every layer for a few epochs on 6,000 photos would take hours. The
+recipe keeps the expensive part fixed and pays for it once:
+
+1. The network is split after block ``16 - trainable_blocks``. The lower part (stem and most
+   blocks, ImageNet features that already separate foods well) is frozen.
+2. Each training photo goes through the frozen part ``views`` times: once exactly as the app
+   feeds it (the serving view), and ``views - 1`` times as a random augmented crop. The
+   resulting 7x7 feature maps are cached as float16 on disk, so a killed run resumes without
+   recomputing them.
+3. The top (the last MBConv blocks, the 1x1 head conv and a new 2-class classifier) trains on
+   the cached maps with ``training.loop.fit_rows``: class- and source-balanced batches,
+   AdamW with the pretrained layers at ``backbone_lr_scale`` of the classifier's rate, label
+   smoothing, checkpoints every epoch. Every BatchNorm keeps its ImageNet statistics
+   (``lock_eval``): the cached features were computed with them, and batch statistics of
+   highly correlated views would be worse estimates.
+
+The result is the whole network with the trained top, served like any other model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from micrograd import Tensor, no_grad
+from micrograd.nn import BatchNorm2d, Module, Sequential
+from models.architectures import EfficientNetLite, build
+from models.io import ModelFileError, atomic_write, load_model_file
+from models.preprocess import PreprocessConfig, normalize
+from training.augment import Augmenter
+from training.data import Dataset
+from training.loop import Callback, FitResult, Rows, TrainConfig, fit_rows
+
+#: Photos per forward pass of the frozen part; small batches keep the activations in cache.
+EXTRACT_BATCH = 4
+FEATURES_VERSION = 1
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class FinetuneSettings:
+    """How the pretrained network is split and fed (JSON-able, saved in the model card).
+
+    pretrained: the imported ImageNet weights (``python -m training import-weights``).
+    trainable_blocks: how many of the last MBConv blocks train (with the head conv and the
+        classifier); the rest is frozen and its output cached.
+    views: feature maps cached per training photo: the serving view and ``views - 1``
+        augmented ones (``augment``, ``AugmentConfig`` fields).
+    backbone_lr_scale: learning rate of the pretrained layers that train, relative to the
+        new classifier's.
+    dropout: before the classifier.
+    """
+
+    pretrained: str
+    trainable_blocks: int = 2
+    views: int = 3
+    backbone_lr_scale: float = 0.1
+    dropout: float = 0.2
+    augment: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.trainable_blocks <= 16:
+            raise ValueError(f"trainable_blocks must be in [1, 16], not {self.trainable_blocks}")
+        if self.views < 1:
+            raise ValueError(f"views must be at least 1, not {self.views}")
+        if not 0 < self.backbone_lr_scale <= 1:
+            raise ValueError(f"backbone_lr_scale must be in (0, 1], not {self.backbone_lr_scale}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self)))
+
+
+def load_pretrained(
+    path: str | os.PathLike[str], dropout: float, seed: int
+) -> tuple[EfficientNetLite, dict[str, Any]]:
+    """A 2-class ``EfficientNetLite`` holding the ImageNet weights at ``path`` everywhere but
+    in its new classifier, and the architecture config that rebuilds it.
+    ``ModelFileError`` if the file is not an imported EfficientNet-Lite."""
+    state, config = load_model_file(path)
+    arch = config.get("architecture", {})
+    if not isinstance(arch, dict) or arch.get("type") != "efficientnet_lite":
+        raise ModelFileError(f"{path} is not an EfficientNet-Lite weights file")
+    architecture = {**arch, "num_classes": 2, "dropout": dropout, "seed": seed}
+    model = build(architecture)
+    assert isinstance(model, EfficientNetLite)
+    backbone = {k: v for k, v in state.items() if not k.startswith("classifier.")}
+    missing = {k for k in model.state_dict() if not k.startswith("classifier.")} - set(backbone)
+    if missing:
+        raise ModelFileError(f"{path} lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
+    model.load_state_dict(backbone, strict=False)
+    return model, architecture
+
+
+class Top(Module):
+    """The trainable end of an ``EfficientNetLite``: its last ``k`` blocks, head conv and
+    classifier (the same layer objects, not copies). ``(N, C, h, w)`` features -> logits."""
+
+    def __init__(self, net: EfficientNetLite, k: int) -> None:
+        self.blocks = net.blocks[len(net.blocks) - k :]
+        self.head, self.dropout, self.classifier = net.head, net.dropout, net.classifier
+        self.classify = net.classify  # pool -> dropout -> classifier: the layers above
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.classify(self.head(self.blocks(x)))
+
+
+def frozen_part(net: EfficientNetLite, k: int) -> Module:
+    """Stem and all but the last ``k`` blocks, frozen and in eval mode."""
+    part = Sequential(net.stem, *list(net.blocks)[: len(net.blocks) - k])
+    return part.requires_grad_(False).eval()
+
+
+# ------------------------------------------------------------------------------ features
+
+
+class FeatureRows(Rows):
+    """Rows of cached feature maps: row ``v * N + i`` is view ``v`` of photo ``i``.
+
+    features: ``float16 (V, N, C, h, w)``; view 0 is the serving view, which scoring uses.
+    """
+
+    def __init__(self, features: np.ndarray, labels: np.ndarray, sources: np.ndarray, key: str):
+        self.features, self.key = features, key
+        self.n = features.shape[1]
+        views = features.shape[0]
+        self.labels = np.tile(np.asarray(labels), views)
+        self.sources = np.tile(np.asarray(sources), views)
+
+    def train_inputs(self, idx: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        view, i = np.divmod(np.asarray(idx), self.n)
+        return self.features[view, i].astype(np.float32)
+
+    def eval_inputs(self, start: int, stop: int) -> np.ndarray:
+        view, i = np.divmod(np.arange(start, min(stop, len(self))), self.n)
+        return self.features[view, i].astype(np.float32)
+
+    def fingerprint(self) -> str:
+        return self.key
+
+
+def _features_key(data: Dataset, settings: FinetuneSettings, views: int, seed: int) -> str:
+    """Identity of a feature cache: photos, labels, pretrained file, split, views, seed."""
+    h = hashlib.sha256()
+    pretrained = Path(settings.pretrained)
+    stat = pretrained.stat()
+    h.update(
+        json.dumps(
+            {
+                "version": FEATURES_VERSION,
+                "pretrained": [str(pretrained.resolve()), stat.st_size, stat.st_mtime_ns],
+                "trainable_blocks": settings.trainable_blocks,
+                "augment": settings.augment,
+                "views": views,
+                "seed": seed,
+                "shapes": [data.images.shape, data.eval_images.shape],
+            },
+            sort_keys=True,
+        ).encode()
+    )
+    h.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
+    h.update("\n".join(data.paths.tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+def extract_views(
+    part: Module,
+    data: Dataset,
+    preprocess: PreprocessConfig,
+    augmenter: Augmenter | None,
+    views: int,
+    seed: int,
+    cache_dir: Path,
+    key: str,
+    progress: Progress | None = None,
+) -> np.ndarray:
+    """``float16 (views, N, C, h, w)``: the frozen part's output for every view of every photo.
+
+    View 0 is ``data.eval_images`` (serving pixels); view ``v > 0`` is ``augmenter`` applied to
+    the training squares with a generator seeded by ``(seed, v)``. Each view is saved to
+    ``cache_dir`` when done (atomically) and read back on the next run with the same key.
+    """
+    out: list[np.ndarray] = []
+    total = views * len(data)
+    for v in range(views):
+        path = cache_dir / f"features-{key}-view{v}.npy"
+        if path.is_file():
+            out.append(np.load(path, allow_pickle=False))
+            if progress:
+                progress((v + 1) * len(data), total)
+            continue
+        rng = np.random.default_rng([seed, v])
+        chunks = []
+        for start in range(0, len(data), EXTRACT_BATCH):
+            stop = start + EXTRACT_BATCH
+            pixels = (
+                data.eval_images[start:stop]
+                if v == 0 or augmenter is None
+                else augmenter(data.images[start:stop], rng)
+            )
+            with no_grad():
+                chunks.append(
+                    part(Tensor(normalize(pixels, preprocess))).numpy().astype(np.float16)
+                )
+            if progress:
+                progress(v * len(data) + min(stop, len(data)), total)
+        view = np.concatenate(chunks)
+        buffer = io.BytesIO()
+        np.save(buffer, view, allow_pickle=False)
+        with atomic_write(path) as f:
+            f.write(buffer.getvalue())
+        out.append(view)
+    return np.stack(out)
+
+
+# ------------------------------------------------------------------------------ the recipe
+
+
+def finetune(
+    train: Dataset,
+    val: Dataset | None,
+    settings: FinetuneSettings,
+    config: TrainConfig,
+    cache_dir: str | os.PathLike[str],
+    callbacks: list[Callback] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> tuple[EfficientNetLite, dict[str, Any], FitResult]:
+    """Fine-tune the pretrained network on ``train`` (see the module docstring).
+
+    train, val: ``Dataset`` s at ``config.preprocess``'s size (224), ``train.images`` larger
+        for the augmented views. Returns the whole network (eval mode), the architecture
+        config that rebuilds it, and ``fit_rows``' result; the classifier's rate is
+        ``config.lr``.
+    """
+    preprocess = PreprocessConfig.from_dict(config.preprocess)
+    net, architecture = load_pretrained(settings.pretrained, settings.dropout, config.seed)
+    for module in net.modules():  # every BatchNorm keeps its ImageNet statistics
+        if isinstance(module, BatchNorm2d):
+            module.lock_eval()
+    k = settings.trainable_blocks
+    part = frozen_part(net, k)
+    augmenter = Augmenter({**settings.augment, "out_size": preprocess.size})
+    cache = Path(cache_dir)
+
+    def rows(data: Dataset, views: int) -> FeatureRows:
+        key = _features_key(data, settings, views, config.seed)
+        features = extract_views(
+            part, data, preprocess, augmenter, views, config.seed, cache, key, progress
+        )
+        return FeatureRows(features, data.labels, data.sources, key)
+
+    train_rows = rows(train, settings.views)
+    val_rows = rows(val, 1) if val is not None else None
+    top = Top(net, k)
+    pretrained_params = [p for m in (top.blocks, top.head) for p in m.parameters()]
+    groups = [
+        {"params": top.classifier.parameters()},
+        {"params": pretrained_params, "lr": config.lr * settings.backbone_lr_scale},
+    ]
+    result = fit_rows(
+        top, train_rows, val_rows, config, callbacks or [], checkpoint, resume, param_groups=groups
+    )
+    return net.eval(), architecture, result
