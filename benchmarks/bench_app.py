@@ -1,10 +1,10 @@
 """App speed: a 12 MP photo's verdict, start-up to first paint, and the server's memory.
 
-Three measurements, all against the app as it runs:
+Four measurements, all against the app as it runs, with the app's default model:
 
 (a) verdict: a 12-megapixel JPEG (4000x3000, photo-like, a few MB) from bytes to verdict and
-    saliency map, through ``app.classify`` (JPEG draft decode + ``Classifier.explain``), the
-    code path behind every uploaded photo. Reported cold (the first call) and warm (median).
+    explanation map, through ``app.classify`` (JPEG draft decode + ``Classifier.explain``),
+    the code path behind every uploaded photo. Reported cold (the first call) and warm (median).
 (b) start-up: ``streamlit run app.py`` is started and timed until ``/_stcore/health`` answers
     and until the page's main content has rendered in headless Chromium (Chromium is launched
     before the clock starts). Without Playwright or Chromium, the second figure is replaced by
@@ -12,10 +12,12 @@ Three measurements, all against the app as it runs:
 (c) memory: the server's resident set size (``VmRSS``) after a few photos, the 12 MP one
     among them, were classified through the browser; with it, the end-to-end time from
     handing the 12 MP file to the page until its verdict shows.
+(d) per model: a decoded photo (a PIL image) to its probability (``predict``) and to its
+    verdict with the explanation map (``explain``), warm medians, for every model in the folder.
 
 Models come from ``--models-dir`` (default: ``$HOTDOG_MODELS_DIR`` or ``models/``); when it
-holds no ``hotdog_cnn``, a random-weights copy of the shipped architecture is built in a
-temporary folder (``"weights": "random"`` in the output). Speed does not depend on the weights.
+holds no default model, a random-weights copy of its architecture is built in a temporary
+folder (``"weights": "random"`` in the output). Speed does not depend on the weights.
 
 Usage::
 
@@ -24,7 +26,8 @@ Usage::
 With ``--json`` the last line of stdout is one JSON object: ``verdict_12mp_ms`` (warm median),
 ``verdict_12mp_first_ms``, ``decode_12mp_ms``, ``predict_12mp_ms``, ``image_mb``,
 ``health_s``, ``first_paint_s`` (null without Chromium), ``health_plus_first_run_s`` (only
-without Chromium), ``browser_verdict_12mp_s``, ``server_rss_mb``, ``weights``, ``cpus``.
+without Chromium), ``browser_verdict_12mp_s``, ``server_rss_mb``, ``model`` (the default),
+``per_model`` (``{name: {"predict_ms", "explain_ms"}}``), ``weights``, ``cpus``.
 """
 
 from __future__ import annotations
@@ -88,17 +91,29 @@ def twelve_megapixel_jpeg(seed: int = 0) -> bytes:
     return buffer.getvalue()
 
 
+#: Stand-ins with random weights when a folder lacks the default model: (architecture, input).
+RANDOM_STAND_INS = {
+    "hotdog_effnet": (
+        {"type": "efficientnet_lite", "num_classes": 2},
+        PreprocessConfig(size=224, mean=(0.498,) * 3, std=(0.502,) * 3),
+    ),
+    "hotdog_cnn": (HOTDOG_CNN, PreprocessConfig()),
+}
+
+
 def models_folder(requested: Path | None, scratch: Path) -> tuple[Path, str]:
-    """A folder holding ``hotdog_cnn``: the requested or shipped one, else random weights."""
+    """A folder holding the default model: the requested or shipped one, else random weights."""
     folder = requested or Path(os.environ.get("HOTDOG_MODELS_DIR") or models.MODELS_DIR)
-    if (folder / "hotdog_cnn.npz").is_file():
+    if (folder / f"{models.DEFAULT_MODEL}.npz").is_file():
         return folder, "shipped" if folder.resolve() == models.MODELS_DIR else str(folder)
+    architecture, preprocess = RANDOM_STAND_INS[models.DEFAULT_MODEL]
     config = {
-        "architecture": HOTDOG_CNN,
-        "preprocess": PreprocessConfig().to_dict(),
+        "architecture": architecture,
+        "preprocess": preprocess.to_dict(),
         "classes": ["not_hotdog", "hotdog"],
     }
-    save_model(scratch / "hotdog_cnn.npz", build(HOTDOG_CNN).state_dict(), config, {})
+    path = scratch / f"{models.DEFAULT_MODEL}.npz"
+    save_model(path, build(architecture).state_dict(), config, {})
     return scratch, "random"
 
 
@@ -114,7 +129,7 @@ def bench_verdict(folder: Path, data: bytes, repeats: int) -> dict[str, float]:
     logging.getLogger("streamlit").setLevel(logging.ERROR)  # "no runtime" notices, bare mode
     import app
 
-    classifier = models.load(folder / "hotdog_cnn.npz")
+    classifier = models.load(folder / f"{models.DEFAULT_MODEL}.npz")
     first_ms, result = timed(lambda: app.classify(classifier, data))
     if not isinstance(result, models.Explanation):
         raise RuntimeError(f"the 12 MP JPEG was not classified: {result}")
@@ -128,6 +143,22 @@ def bench_verdict(folder: Path, data: bytes, repeats: int) -> dict[str, float]:
         "decode_12mp_ms": round(statistics.median(decode), 1),
         "predict_12mp_ms": round(statistics.median(predict), 1),
     }
+
+
+def bench_models(folder: Path, data: bytes, repeats: int) -> dict[str, dict[str, float]]:
+    """(d): decoded photo to probability, and to verdict plus explanation, for every model."""
+    photo = load_image(data)
+    out = {}
+    for name in models.available(folder):
+        classifier = models.load(folder / f"{name}.npz")
+        classifier.explain(photo)  # warm up
+        predict = [timed(lambda c=classifier: c.predict(photo))[0] for _ in range(repeats)]
+        explain = [timed(lambda c=classifier: c.explain(photo))[0] for _ in range(repeats)]
+        out[name] = {
+            "predict_ms": round(statistics.median(predict), 1),
+            "explain_ms": round(statistics.median(explain), 1),
+        }
+    return out
 
 
 def free_port() -> int:
@@ -263,11 +294,13 @@ def main() -> None:
         big_jpeg.write_bytes(data)
         report: dict[str, Any] = {"image_mb": round(len(data) / 2**20, 2)}
         report |= bench_verdict(folder, data, args.repeats)
+        report["per_model"] = bench_models(folder, data, args.repeats)
         report |= bench_server(folder, big_jpeg, scratch)
-    report |= {"weights": weights, "cpus": os.cpu_count()}
+    report |= {"model": models.DEFAULT_MODEL, "weights": weights, "cpus": os.cpu_count()}
 
-    print(f"12 MP JPEG ({report['image_mb']} MB), {weights} weights, {report['cpus']} CPUs")
-    print(f"  verdict + saliency: {report['verdict_12mp_ms']} ms warm (median), "
+    print(f"12 MP JPEG ({report['image_mb']} MB), {report['model']} with {weights} weights, "
+          f"{report['cpus']} CPUs")  # fmt: skip
+    print(f"  verdict + explanation: {report['verdict_12mp_ms']} ms warm (median), "
           f"{report['verdict_12mp_first_ms']} ms first call")  # fmt: skip
     print(f"    of which decode {report['decode_12mp_ms']} ms; verdict alone (predict) "
           f"{report['predict_12mp_ms']} ms")  # fmt: skip
@@ -275,6 +308,9 @@ def main() -> None:
           f"{report['first_paint_s']} s")  # fmt: skip
     print(f"  12 MP upload to verdict in the browser: {report['browser_verdict_12mp_s']} s")
     print(f"  server memory after classifying 4 photos: {report['server_rss_mb']} MB")
+    print("  decoded 12 MP photo to probability / to verdict with explanation, per model:")
+    for name, figures in report["per_model"].items():
+        print(f"    {name:16} {figures['predict_ms']:7.1f} ms / {figures['explain_ms']:7.1f} ms")
     if args.json:
         print(json.dumps(report))
 

@@ -16,6 +16,12 @@ one batch of 64 RGB 64x64 images, in one run, on the same cores with the same nu
   above what the model and the batch already use, each engine measured the same way in a fresh
   process of its own; ``numpy_traced_peak_mb`` is the peak of numpy allocations in our step
   (``tracemalloc``).
+- ``effnet_infer_ms`` / ``torch_effnet_infer_ms`` / ``effnet_infer_ratio``: EfficientNet-Lite0
+  (the pretrained model's network, random weights: speed does not depend on them) on one
+  224 px image in eval mode, forward only, median; PyTorch runs ``benchmarks/torch_effnet.py``
+  loaded with the same weights.
+- ``effnet_step_ms`` / ``torch_effnet_step_ms`` / ``effnet_step_ratio``: its training step
+  at batch 32, 224 px, every layer trainable and BatchNorm in training mode.
 - ``scalar_*``: the scalar ``Value`` engine against Karpathy's micrograd, from
   ``benchmarks/bench_scalar.py`` when it is present.
 
@@ -354,6 +360,73 @@ def photo(width: int = 640, height: int = 480) -> Any:
     return Image.fromarray(pixels, "RGB")
 
 
+EFFNET = {"type": "efficientnet_lite", "num_classes": 2, "dropout": 0.0}
+
+
+def effnet_figures(torch: Any, batch: int, size: int, repeats: int) -> dict[str, Any]:
+    """EfficientNet-Lite0: one image in eval and a training step of ``batch``, both engines."""
+    from benchmarks.torch_effnet import efficientnet_lite0
+    from training.pretrained import rename
+
+    ours = build(EFFNET)
+    rng = np.random.default_rng(0)
+    one = rng.standard_normal((1, 3, size, size)).astype(np.float32)
+    images = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
+    labels = np.arange(batch) % 2
+    optimizer = Adam(ours.parameters(), lr=1e-4)
+
+    def our_infer() -> None:
+        ours.eval()
+        with no_grad():
+            ours(Tensor(one))
+
+    def our_step() -> None:
+        ours.train()
+        loss = F.cross_entropy(ours(Tensor(images)), labels)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    infer: dict[str, Callable[[], Any]] = {"ours": our_infer}
+    steps: dict[str, Callable[[], Any]] = {"ours": our_step}
+    if torch is not None:
+        mirror = efficientnet_lite0(torch, num_classes=2)
+        state = ours.state_dict()
+        mirror.load_state_dict(
+            {k: torch.from_numpy(state[rename(k)]) if rename(k) else v
+             for k, v in mirror.state_dict().items()}
+        )  # fmt: skip
+        torch_optimizer = torch.optim.Adam(mirror.parameters(), lr=1e-4)
+        t_one, t_images = torch.from_numpy(one), torch.from_numpy(images)
+        t_labels = torch.from_numpy(labels)
+
+        def torch_infer() -> None:
+            mirror.eval()
+            with torch.no_grad():
+                mirror(t_one)
+
+        def torch_step() -> None:
+            mirror.train()
+            loss = torch.nn.functional.cross_entropy(mirror(t_images), t_labels)
+            torch_optimizer.zero_grad()
+            loss.backward()
+            torch_optimizer.step()
+
+        infer["torch"], steps["torch"] = torch_infer, torch_step
+    infer_ms = {k: statistics.median(v) for k, v in time_ms(infer, 5 * repeats, 2).items()}
+    step_ms = {k: statistics.median(v) for k, v in time_ms(steps, repeats, 1).items()}
+    return {
+        "effnet_infer_ms": infer_ms["ours"],
+        "torch_effnet_infer_ms": infer_ms.get("torch"),
+        "effnet_infer_ratio": infer_ms["ours"] / infer_ms["torch"] if torch else None,
+        "effnet_step_ms": step_ms["ours"],
+        "torch_effnet_step_ms": step_ms.get("torch"),
+        "effnet_step_ratio": step_ms["ours"] / step_ms["torch"] if torch else None,
+        "effnet_batch": batch,
+        "effnet_size": size,
+    }
+
+
 def scalar_figures(repeats: int) -> dict[str, Any]:
     """``benchmarks/bench_scalar.py``'s result, or nulls when that benchmark is absent."""
     empty = {"scalar_ms": None, "scalar_karpathy_ms": None, "scalar_ratio": None}
@@ -471,6 +544,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'inference, 1 image (ms)':28}{result['infer_ms']:>10.1f}   via {infer_path}")
     if logit_diff is not None:
         print(f"same weights, eval logits differ by at most {logit_diff:.2e}")
+
+    effnet_batch, effnet_size = (2, 64) if args.quick else (32, 224)
+    result.update(effnet_figures(torch, effnet_batch, effnet_size, min(args.repeats, 3)))
+    print(f"EfficientNet-Lite0, {effnet_size} px:")
+    ratio = _fmt(result["effnet_infer_ratio"], 2, "x")
+    print(f"{'  1 image, eval (ms)':28}{result['effnet_infer_ms']:>10.1f}"
+          f"{_fmt(result['torch_effnet_infer_ms']):>10}{ratio:>8}")  # fmt: skip
+    ratio = _fmt(result["effnet_step_ratio"], 2, "x")
+    print(f"{f'  train step, batch {effnet_batch}':28}{result['effnet_step_ms']:>10.1f}"
+          f"{_fmt(result['torch_effnet_step_ms']):>10}{ratio:>8}")  # fmt: skip
 
     if not args.no_scalar:
         print("scalar engine (benchmarks/bench_scalar.py):")

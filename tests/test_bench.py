@@ -62,6 +62,15 @@ def test_json_contract(quick_run: tuple[Any, dict[str, Any]]) -> None:
         assert result[key] is None or is_number(result[key]), key
     assert result["batch"] == 4 and result["image_size"] == 64
     assert isinstance(result["threads"], int) and result["threads"] >= 1
+    for ours, theirs, ratio in (
+        ("effnet_infer_ms", "torch_effnet_infer_ms", "effnet_infer_ratio"),
+        ("effnet_step_ms", "torch_effnet_step_ms", "effnet_step_ratio"),
+    ):
+        assert is_number(result[ours]) and result[ours] > 0
+        if torch_present:
+            assert result[ratio] == pytest.approx(result[ours] / result[theirs])
+        else:
+            assert result[theirs] is None and result[ratio] is None
 
 
 def test_blas_overrides_are_removed(quick_run: tuple[Any, dict[str, Any]]) -> None:

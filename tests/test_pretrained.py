@@ -14,11 +14,11 @@ import pytest
 from PIL import Image
 from skimage import data as skdata
 
+from benchmarks.torch_effnet import efficientnet_lite0
 from micrograd import Tensor, no_grad
 from models import load
 from models.preprocess import preprocess
 from tests.conftest import optional_import
-from tests.torch_effnet import efficientnet_lite0
 from training import pretrained
 from training.cli import main
 

@@ -1,5 +1,6 @@
 """EfficientNet-Lite0 in PyTorch, with the registry package's tensor names: the oracle that
-our converted network must match (import parity test, engine benchmark)."""
+our converted network must match (import parity test) and the yardstick of the engine
+benchmark."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 from models.architectures import LITE0_STAGES
 
 
-def efficientnet_lite0(torch: Any) -> Any:
+def efficientnet_lite0(torch: Any, num_classes: int = 1000) -> Any:
     """An ``nn.Module`` whose ``state_dict`` keys are the package's (``_conv_stem``, ...)."""
     tnn = torch.nn
 
@@ -47,7 +48,7 @@ def efficientnet_lite0(torch: Any) -> Any:
             self._blocks = tnn.ModuleList(blocks)
             self._conv_head = tnn.Conv2d(cin, 1280, 1, bias=False)
             self._bn1 = bn(1280)
-            self._fc = tnn.Linear(1280, 1000)
+            self._fc = tnn.Linear(1280, num_classes)
 
         def forward(self, x: Any) -> Any:
             f = torch.nn.functional
