@@ -41,12 +41,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import Any
+
+from micrograd.graph import toposort
 
 Number = int | float
 
 
-_INPUTS_DONE = object()  # stack marker in Value.backward
+def _inputs(node: Value) -> tuple[Value, ...]:
+    return node._prev
 
 
 def _leaf_backward(grad: float) -> None:
@@ -224,20 +226,7 @@ class Value:
         several times receives the sum of its contributions. The topological sort is iterative:
         graph depth is limited by memory, not by the recursion limit.
         """
-        topo: list[Value] = []
-        visited: set[Value] = set()
-        # Depth-first post-order with an explicit stack. On its first visit a node goes back on the
-        # stack under a marker, with its inputs above: by the time the marker is popped, every
-        # input is in `topo`, so the node can follow them.
-        stack: list[Any] = [self]  # Values and markers
-        while stack:
-            node = stack.pop()
-            if node is _INPUTS_DONE:
-                topo.append(stack.pop())
-            elif node not in visited:
-                visited.add(node)
-                stack += (node, _INPUTS_DONE, *node._prev)
-
+        topo = toposort(self, _inputs)
         self.grad = 1.0
         for node in reversed(topo):
             node._backward(node.grad)

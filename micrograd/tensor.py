@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from micrograd.backend import DEFAULT_DTYPE, to_numpy, xp
+from micrograd.graph import toposort
 
 Array = Any  # an xp.ndarray (numpy or cupy)
 Scalar = int | float
@@ -186,20 +187,7 @@ class Tensor:
             grad = xp.ones_like(self.data)
         grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.data.dtype)
 
-        order: list[Tensor] = []
-        visited: set[int] = set()
-        stack: list[tuple[Tensor, bool]] = [(self, False)]
-        while stack:
-            node, expanded = stack.pop()
-            if expanded:
-                order.append(node)
-                continue
-            if id(node) in visited:
-                continue
-            visited.add(id(node))
-            stack.append((node, True))
-            if node._ctx is not None:
-                stack.extend((p, False) for p in node._ctx.parents if p.requires_grad)
+        order = toposort(self, _graph_inputs)
 
         grads: dict[int, Array] = {id(self): grad}
         for node in reversed(order):
@@ -373,6 +361,11 @@ class Tensor:
 
 
 # ---------------------------------------------------------------------- helpers
+def _graph_inputs(node: Tensor) -> list[Tensor]:
+    """The inputs of ``node`` that carry gradients (none for a leaf)."""
+    return [p for p in node._ctx.parents if p.requires_grad] if node._ctx is not None else []
+
+
 def _lift(x: Any, like: Tensor) -> Tensor:
     """Wrap a Python number or array as a constant tensor of ``like``'s dtype."""
     return x if isinstance(x, Tensor) else Tensor(x, dtype=like.dtype)

@@ -10,31 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from micrograd.graph import toposort
+
 RANKDIRS = ("LR", "RL", "TB", "BT")
 
 
 def trace(root: Any) -> tuple[list[Any], list[tuple[Any, Any]]]:
-    """All nodes reachable from ``root`` through ``_prev``, and the edges ``(input, output)``.
-
-    Nodes come out in first-visit order from the root and each edge once, so the drawing is
-    deterministic. The walk uses an explicit stack: graphs of any depth work.
-    """
-    nodes: list[Any] = []
-    edges: list[tuple[Any, Any]] = []
-    seen_nodes: set[int] = set()
-    seen_edges: set[tuple[int, int]] = set()
-    stack = [root]
-    seen_nodes.add(id(root))
-    while stack:
-        node = stack.pop()
-        nodes.append(node)
-        for child in node._prev:
-            if (id(child), id(node)) not in seen_edges:
-                seen_edges.add((id(child), id(node)))
-                edges.append((child, node))
-            if id(child) not in seen_nodes:
-                seen_nodes.add(id(child))
-                stack.append(child)
+    """All nodes reachable from ``root`` through ``_prev`` (inputs before the nodes made from
+    them, ``root`` last), and the edges ``(input, output)``, each once: a deterministic drawing
+    of a graph of any depth."""
+    nodes = toposort(root, lambda node: node._prev)
+    edges = [(child, node) for node in nodes for child in dict.fromkeys(node._prev)]
     return nodes, edges
 
 
