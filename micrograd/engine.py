@@ -108,7 +108,7 @@ class Value:
         out = Value(self.data**other, (self,), f"**{other}")
 
         def _backward(grad: float, self: Value = self, other: Number = other) -> None:
-            self.grad += (other * self.data ** (other - 1)) * grad
+            self.grad += _dpow_dbase(self.data, other) * grad
 
         out._backward = _backward
         return out
@@ -122,7 +122,7 @@ class Value:
             grad: float, self: Value = self, other: Value = other, power: float = power
         ) -> None:
             base, exponent = self.data, other.data
-            self.grad += (exponent * base ** (exponent - 1)) * grad
+            self.grad += _dpow_dbase(base, exponent) * grad
             other.grad += _dpow_dexponent(base, exponent, power) * grad
 
         out._backward = _backward
@@ -233,6 +233,20 @@ class Value:
 
     def __repr__(self) -> str:
         return f"Value(data={self.data}, grad={self.grad})"
+
+
+def _dpow_dbase(base: float, exponent: float) -> float:
+    """d(base**exponent)/d(base) = exponent * base**(exponent - 1), with PyTorch's edge cases.
+
+    An exponent of 0 makes the power constant, so the derivative is 0 even at base 0; at
+    base 0 a fractional or negative exponent gives an infinite slope instead of Python's
+    ``ZeroDivisionError``.
+    """
+    if exponent == 0:
+        return 0.0
+    if base == 0 and exponent < 1:
+        return math.copysign(math.inf, exponent)
+    return exponent * base ** (exponent - 1)
 
 
 def _dpow_dexponent(base: float, exponent: float, power: float) -> float:

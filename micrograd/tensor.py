@@ -228,13 +228,11 @@ class Tensor:
     def __mul__(self, other: Tensor | Scalar) -> Tensor:
         return Mul.apply(self, _lift(other, self))
 
-    def __pow__(self, exponent: Scalar) -> Tensor:
-        if isinstance(exponent, Tensor):
-            return (exponent * self.log()).exp()
-        return Pow.apply(self, exponent=exponent)
+    def __pow__(self, exponent: Tensor | Scalar) -> Tensor:
+        return Pow.apply(self, _lift(exponent, self))
 
     def __rpow__(self, base: Scalar) -> Tensor:
-        return (self * float(xp.log(base))).exp()
+        return Pow.apply(_lift(base, self), self)
 
     def __neg__(self) -> Tensor:
         return self * -1.0
@@ -361,6 +359,12 @@ class Tensor:
 
 
 # ---------------------------------------------------------------------- helpers
+def _quiet() -> Any:
+    """Silence numpy's floating-point warnings (a no-op context for other array libraries)."""
+    errstate = getattr(xp, "errstate", None)
+    return errstate(all="ignore") if errstate is not None else contextlib.nullcontext()
+
+
 def _graph_inputs(node: Tensor) -> list[Tensor]:
     """The inputs of ``node`` that carry gradients (none for a leaf)."""
     return [p for p in node._ctx.parents if p.requires_grad] if node._ctx is not None else []
@@ -427,14 +431,28 @@ class Mul(Function):
 
 
 class Pow(Function):
-    """``x ** c`` for a constant exponent ``c``."""
+    """``a ** b`` elementwise, with PyTorch's values and gradients at the domain's edges:
+    a negative base with an integer exponent is fine (``(-2) ** 2 == 4``); the gradient for
+    the base is 0 wherever the exponent is 0 (even at base 0); the gradient for the exponent
+    is 0 at base 0 with a non-negative exponent and ``nan`` for a negative base (no real log).
+    """
 
-    def forward(self, x: Array, exponent: float) -> Array:
-        self.x, self.c = x, exponent
-        return x**exponent
+    def forward(self, a: Array, b: Array) -> Array:
+        self.a, self.b = a, b
+        # a 0-d exponent as a Python number takes numpy's fast paths (square, sqrt, reciprocal)
+        self.out = a ** (b.item() if b.ndim == 0 else b)
+        return self.out
 
-    def backward(self, grad: Array) -> tuple[Array]:
-        return (grad * self.c * self.x ** (self.c - 1),)
+    def backward(self, grad: Array) -> tuple[Array | None, Array | None]:
+        a, b = self.a, self.b
+        da = db = None
+        with _quiet():  # 0 ** -1 and log(-2) are meant: inf and nan, masked or kept on purpose
+            if self.needs_grad[0]:
+                exponent = b.item() if b.ndim == 0 else b
+                da = grad * xp.where(b == 0, 0, b * a ** (exponent - 1))
+            if self.needs_grad[1]:
+                db = grad * xp.where((a == 0) & (b >= 0), 0, self.out * xp.log(a))
+        return da, db
 
 
 class MatMul(Function):

@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MATH_CASES", "MathCase", "Ref", "central_difference", "reference"]
+__all__ = ["MATH_CASES", "POW_EDGES", "MathCase", "Ref", "central_difference", "reference"]
 
 
 @dataclass(frozen=True)
@@ -193,4 +193,18 @@ MATH_CASES: list[MathCase] = [
     MathCase(
         "exp_power_chain", lambda a, b: (a.exp() ** b + 2.0 ** (a * b)).tanh() * a, (0.4, -0.5)
     ),
+]
+
+
+#: ``a ** b`` where the smooth cases above don't go, as PyTorch computes it:
+#: ``(a, b, a ** b, d/da, d/db)``. A negative base with an integer exponent is an ordinary
+#: power, but its log is not real; at base 0 the power is flat in ``b`` for ``b >= 0``, and an
+#: exponent of 0 makes it flat in ``a`` too.
+POW_EDGES: list[tuple[float, float, float, float, float]] = [
+    (-2.0, 2.0, 4.0, -4.0, math.nan),
+    (-2.0, 3.0, -8.0, 12.0, math.nan),
+    (0.0, 2.0, 0.0, 0.0, 0.0),
+    (0.0, 0.0, 1.0, 0.0, 0.0),
+    (0.0, 0.5, 0.0, math.inf, 0.0),
+    (2.0, 0.0, 1.0, 0.0, math.log(2.0)),
 ]

@@ -13,7 +13,13 @@ from micrograd.engine import Value
 from micrograd.nn import MLP, Layer, Neuron, ScalarModule
 from micrograd.viz import draw_dot
 from tests.conftest import optional_import
-from tests.math_cases import MATH_CASES, MathCase, central_difference, reference
+from tests.math_cases import (
+    MATH_CASES,
+    POW_EDGES,
+    MathCase,
+    central_difference,
+    reference,
+)
 
 case_params = pytest.mark.parametrize("case", MATH_CASES, ids=[c.name for c in MATH_CASES])
 
@@ -302,3 +308,20 @@ def test_draw_dot_walks_deep_graphs_iteratively():
         y = y + 1.0
     dot = draw_dot(y)
     assert dot.count("shape=record") == 1 + 2 * 5_000
+
+
+@pytest.mark.parametrize(("a", "b", "value", "da", "db"), POW_EDGES)
+def test_pow_at_the_domain_edges(a: float, b: float, value: float, da: float, db: float) -> None:
+    x, y = Value(a), Value(b)
+    out = x**y
+    out.backward()
+    assert out.data == value
+    assert same(x.grad, da) and same(y.grad, db), (x.grad, y.grad)
+    z = Value(a)
+    (z**b).backward()  # a constant exponent: the same value and base gradient
+    assert same(z.grad, da)
+
+
+def same(u: float, v: float) -> bool:
+    """Equal, or both nan."""
+    return u == v or (math.isnan(u) and math.isnan(v))

@@ -22,7 +22,7 @@ from micrograd.engine import Value
 from micrograd.tensor import concatenate, ones, stack, unbroadcast, where, zeros
 from tests.conftest import optional_import
 from tests.gradcheck import compare_with_torch, gradcheck
-from tests.math_cases import MATH_CASES, MathCase, reference
+from tests.math_cases import MATH_CASES, POW_EDGES, MathCase, reference
 
 
 @pytest.fixture(scope="module")
@@ -515,3 +515,25 @@ def test_no_grad_is_per_thread() -> None:
     finally:
         release.set()
         worker.join()
+
+
+def test_pow_at_the_domain_edges() -> None:
+    a, b, value, da, db = (np.array(column) for column in zip(*POW_EDGES, strict=True))
+    x, y = Tensor(a, requires_grad=True, dtype=None), Tensor(b, requires_grad=True, dtype=None)
+    out = x**y
+    out.backward(np.ones_like(a))
+    np.testing.assert_equal(out.data, value)
+    np.testing.assert_equal(x.grad, da)
+    np.testing.assert_equal(y.grad, db)
+
+
+def test_pow_edge_table_is_what_torch_computes() -> None:
+    torch = optional_import("torch")
+    a, b, value, da, db = (
+        torch.tensor(c, dtype=torch.float64) for c in zip(*POW_EDGES, strict=True)
+    )
+    x, y = a.clone().requires_grad_(), b.clone().requires_grad_()
+    (x**y).sum().backward()
+    np.testing.assert_equal((a**b).numpy(), value.numpy())
+    np.testing.assert_equal(x.grad.numpy(), da.numpy())
+    np.testing.assert_equal(y.grad.numpy(), db.numpy())
