@@ -433,8 +433,8 @@ def data_table(card: dict[str, Any]) -> Any:
         for split, label in (("train", "train"), ("val", "held out")):
             for source, counts in card["data"][split]["sources"].items():
                 row = rows.setdefault(source, {})
-                row[f"{label}: hotdog"] = counts.get("hot_dog", counts.get("hotdog", 0))
-                row[f"{label}: not"] = counts.get("not_hot_dog", counts.get("not_hotdog", 0))
+                row[f"{label}: hotdog"] = counts["hotdog"]
+                row[f"{label}: not"] = counts["not_hotdog"]
         per_source = (card.get("metrics") or {}).get("per_source") or {}
         for source, result in per_source.items():
             rows.setdefault(source, {})["held-out accuracy"] = f"{result['accuracy']:.1%}"

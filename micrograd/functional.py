@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from micrograd.backend import xp
-from micrograd.tensor import Array, Function, Tensor, _lift, concatenate
+from micrograd.tensor import Array, Function, Tensor, _lift, _raw, concatenate
 
 __all__ = [
     "adaptive_avg_pool2d",
@@ -544,7 +544,7 @@ def cross_entropy(
     t = xp.asarray(target.data if isinstance(target, Tensor) else target).astype(xp.int64)
     n, k = logits.shape
     logp = log_softmax(logits, dim=1)
-    w = xp.ones(k, dtype=logits.dtype) if weight is None else xp.asarray(_raw_array(weight))
+    w = xp.ones(k, dtype=logits.dtype) if weight is None else xp.asarray(_raw(weight))
     w = w.astype(logits.dtype)
     wt = w[t]  # weight of each sample's target class, (N,)
     nll = -logp[xp.arange(n), t] * wt
@@ -586,6 +586,3 @@ def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     diff = input - _lift(target, input)
     return _reduce(diff * diff, reduction)
 
-
-def _raw_array(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else x

@@ -19,7 +19,7 @@ from micrograd import Tensor, no_grad
 from micrograd import functional as F
 from micrograd.nn import Module
 from models.architectures import EfficientNetLite
-from models.preprocess import ImageSource, PreprocessConfig, image_to_uint8, load_image, normalize
+from models.preprocess import ImageSource, PreprocessConfig, decode, normalize
 
 CLASS_NAMES = ("not_hotdog", "hotdog")
 #: Grad-CAM value (hotdog-margin logits) shown as full heat: a region that clearly says hotdog.
@@ -94,8 +94,7 @@ class Classifier:
 
     def uint8_batch(self, images: Sequence[ImageSource]) -> np.ndarray:
         """Decode and resize images -> ``uint8 (N, size, size, 3)`` (what the model sees)."""
-        size = self.preprocess.size
-        return np.stack([image_to_uint8(load_image(im, draft_size=size), size) for im in images])
+        return np.stack([decode(im, self.preprocess.size) for im in images])
 
     def p_hotdog_uint8(self, batch: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """``uint8 (N, size, size, 3)`` -> ``(N,)`` probability of hotdog, in chunks."""

@@ -10,8 +10,10 @@ Serving path, step by step (``preprocess`` runs all of it):
 3. ``normalize``: ``uint8 (N, H, W, 3)`` -> ``float32 (N, C, H, W)`` with the config's
    mean / std (and optional grayscale).
 
-Because ``preprocess`` *is* ``normalize(image_to_uint8(load_image(...))[None])[0]``, training
-batches built from the uint8 cache and images scored by the app go through the same arithmetic.
+``decode(source, size)`` is steps 1 and 2, the one decode that the app, ``predict``, the
+training cache and ``evaluate`` all call; ``preprocess`` is ``normalize(decode(...)[None])[0]``,
+so training batches built from the uint8 cache and images scored by the app go through the
+same arithmetic.
 The ``PreprocessConfig`` is stored with the weights, so a model is always fed the way it was
 trained.
 """
@@ -54,7 +56,7 @@ RESAMPLE = Image.Resampling.LANCZOS
 REDUCING_GAP = 3.0
 
 # ITU-R 601-2 luma, the weights Pillow's own "L" conversion uses.
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 _WHITE = (255, 255, 255)
 
@@ -340,26 +342,27 @@ def normalize(batch: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     mean = np.asarray(cfg.mean, dtype=np.float32)
     std = np.asarray(cfg.std, dtype=np.float32)
     if cfg.grayscale:
-        x = (x @ _LUMA)[..., None]
-        mean, std = mean @ _LUMA, std @ _LUMA
+        x = (x @ LUMA)[..., None]
+        mean, std = mean @ LUMA, std @ LUMA
     x = (x - mean) / std
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
-def to_array(img: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
-    """A decoded PIL image (any mode, any size) -> ``float32 (C, size, size)`` model input."""
-    return normalize(image_to_uint8(img, cfg.size)[None], cfg)[0]
+def decode(source: ImageSource, size: int) -> np.ndarray:
+    """THE decode: any image source -> ``uint8 (size, size, 3)`` RGB, exactly the pixels a
+    model with input side ``size`` sees (a big JPEG is decoded at the reduced scale that
+    ``size`` allows, then resized and centre-cropped). ``ImageError`` if it is not an image."""
+    return image_to_uint8(load_image(source, draft_size=size), size)
 
 
 def preprocess(source: ImageSource, cfg: PreprocessConfig | None = None) -> np.ndarray:
-    """THE image -> array function: ``float32 (C, cfg.size, cfg.size)``, normalised.
+    """THE image -> array function: ``float32 (C, cfg.size, cfg.size)``, normalised;
+    ``normalize(decode(source, cfg.size)[None], cfg)[0]``.
 
-    Equal, bit for bit, to
-    ``normalize(image_to_uint8(load_image(source, draft_size=cfg.size), cfg.size)[None], cfg)[0]``.
     Raises ``ImageError`` for anything that is not a usable image.
     """
     cfg = cfg or PreprocessConfig()
-    return to_array(load_image(source, draft_size=cfg.size), cfg)
+    return normalize(decode(source, cfg.size)[None], cfg)[0]
 
 
 def preprocess_batch(
@@ -371,7 +374,7 @@ def preprocess_batch(
     should call ``preprocess`` one by one.
     """
     cfg = cfg or PreprocessConfig()
-    images = [image_to_uint8(load_image(s, draft_size=cfg.size), cfg.size) for s in sources]
+    images = [decode(s, cfg.size) for s in sources]
     if not images:
         return np.zeros((0, cfg.channels, cfg.size, cfg.size), dtype=np.float32)
     return normalize(np.stack(images), cfg)

@@ -155,7 +155,7 @@ def test_load_dataset_arrays_and_one_warning(photos: Path) -> None:
     assert ds.summary() == {
         "n": 5,
         "skipped": 2,
-        "sources": {"photos": {"not_hot_dog": 2, "hot_dog": 3}},
+        "sources": {"photos": {"not_hotdog": 2, "hotdog": 3}},
     }
 
 

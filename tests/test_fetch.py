@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 import training.fetch as fetch_mod
-from training.data import CLASS_NAMES, find_images
-from training.fetch import DATASETS, FetchError, RemoteDataset, fetch
+from training.data import find_images
+from training.fetch import DATASETS, FOLDERS, FetchError, RemoteDataset, fetch
 
 
 def png_bytes(color: tuple[int, int, int] = (200, 40, 40)) -> bytes:
@@ -235,7 +235,7 @@ def test_registry_entries_are_well_formed() -> None:
     for name, spec in DATASETS.items():
         assert spec.url.startswith(("https://", "http://")), name
         assert spec.sha256 is None or (len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0)
-        assert spec.layout and set(spec.layout.values()) <= set(CLASS_NAMES), name
+        assert spec.layout and set(spec.layout.values()) <= set(FOLDERS), name
         assert spec.description and spec.license, name
 
 

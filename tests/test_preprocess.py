@@ -19,13 +19,13 @@ from models.preprocess import (
     MAX_PIXELS,
     ImageError,
     PreprocessConfig,
+    decode,
     image_to_uint8,
     load_image,
     normalize,
     preprocess,
     preprocess_batch,
     resize_and_crop,
-    to_array,
 )
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
@@ -317,10 +317,10 @@ def test_normalize_values() -> None:
         normalize(batch.astype(np.float32), cfg)
 
 
-def test_to_array_and_caller_image_untouched() -> None:
+def test_decode_leaves_the_caller_image_untouched() -> None:
     img = Image.new("RGBA", (40, 30), (0, 0, 0, 0))
-    x = to_array(img, PreprocessConfig(size=16))
-    assert x.shape == (3, 16, 16)
+    x = decode(img, 16)
+    assert x.shape == (16, 16, 3) and x.dtype == np.uint8
     assert img.mode == "RGBA" and img.size == (40, 30)
 
 

@@ -20,10 +20,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from models.preprocess import resize_and_crop
+from models.preprocess import LUMA, resize_and_crop
 
-# Luma weights, as in models.preprocess (ITU-R 601-2).
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Bilinear is enough here: a crop is at most a few times larger than the output, and Pillow's
 # resize filter widens its support when shrinking, so there is no aliasing.
 _GEOMETRY_RESAMPLE = Image.Resampling.BILINEAR
@@ -154,7 +152,7 @@ def color_jitter(
     turn = rng.uniform(-hue, hue, n) * 2 * math.pi
 
     # Saturation: s * x + (1 - s) * luma(x), per pixel.
-    luma = _LUMA.astype(np.float64)
+    luma = LUMA.astype(np.float64)
     sat = s[:, None, None] * np.eye(3) + (1 - s)[:, None, None] * luma[None, None, :]
     # Hue: Rodrigues rotation about k = (1, 1, 1) / sqrt(3).
     k = np.full(3, 1 / math.sqrt(3))

@@ -10,8 +10,7 @@ arrays per image:
 - ``images`` ``(N, S, S, 3)``: the centre square at ``S = cache_size`` (a little larger than the
   model input), room for random-resized-crop augmentation;
 - ``eval_images`` ``(N, size, size, 3)``: exactly what the app feeds the model for that file
-  (``image_to_uint8(load_image(path, draft_size=size), size)``), so validation scores the
-  serving path itself.
+  (``models.preprocess.decode(path, size)``), so validation scores the serving path itself.
 
 Both are cached on disk, keyed by the files' paths, sizes and modification times, so a second
 training run skips decoding.
@@ -24,7 +23,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -34,9 +32,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from models.preprocess import REDUCING_GAP, RESAMPLE, ImageError, image_to_uint8, load_image
+from models.classifier import CLASS_NAMES
+from models.io import atomic_write
+from models.preprocess import REDUCING_GAP, RESAMPLE, ImageError, decode
 
-CLASS_NAMES = ("not_hot_dog", "hot_dog")  # CLASS_NAMES[label]
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 )
@@ -219,7 +218,7 @@ class Dataset:
     def summary(self) -> dict:
         """JSON-ready counts for model cards.
 
-        ``{"n": N, "skipped": k, "sources": {source: {"not_hot_dog": n0, "hot_dog": n1}}}``
+        ``{"n": N, "skipped": k, "sources": {source: {"not_hotdog": n0, "hotdog": n1}}}``
         """
         by_source: dict[str, dict[str, int]] = {}
         for source in sorted(set(self.sources.tolist())):
@@ -310,30 +309,18 @@ def _cache_key(samples: list[Sample], size: int, cache_size: int) -> str:
 
 
 def _decode_one(path: str, size: int, cache_size: int) -> tuple[np.ndarray, np.ndarray] | str:
-    """Decode one file -> ``(cache_size square, size square)`` uint8 arrays, or an error text."""
+    """Decode one file -> ``(cache_size square, size square)`` uint8 arrays, or an error text.
+
+    Two decodes when the sizes differ: a big JPEG is decoded at the reduced scale its target
+    size allows, so the serving pixels can differ from a resize of the training square.
+    """
     try:
-        train_img = load_image(path, draft_size=cache_size)
-        if cache_size == size:
-            square = image_to_uint8(train_img, size)
-            return square, square
-        # The serving path decodes a big JPEG at reduced scale (draft for `size`): repeat that
-        # exactly, so eval_images are what the app would see. A draft keeps both sides >=
-        # cache_size, so a smaller result was decoded at full size and needs no second look.
-        side = min(train_img.size)
-        shrinks = side >= 2 * size if side < cache_size else _draft_may_shrink(path, size)
-        eval_img = load_image(path, draft_size=size) if shrinks else train_img
-        return image_to_uint8(train_img, cache_size), image_to_uint8(eval_img, size)
+        served = decode(path, size)
+        return (served if cache_size == size else decode(path, cache_size)), served
     except ImageError as exc:
         return str(exc)
     except Exception as exc:  # a decoder bug must not end a training run; report it instead
         return f"{type(exc).__name__}: {exc}"
-
-
-def _draft_may_shrink(path: str, size: int) -> bool:
-    # Pillow's JPEG draft only scales by 1/2 or less when both sides are >= 2 * the target;
-    # below that, decoding with draft_size=cache_size gives the same pixels as draft_size=size.
-    with Image.open(path) as probe:
-        return probe.format in ("JPEG", "MPO") and min(probe.size) >= 2 * size
 
 
 def _decode_star(args: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray] | str:
@@ -441,16 +428,8 @@ def _write_cache(path: Path, dataset: Dataset) -> None:
     if dataset.eval_images is not dataset.images:
         arrays["eval_images"] = dataset.eval_images
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Write then rename: a run killed mid-write never leaves a half cache behind.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".npz")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path) as f:  # a run killed mid-write never leaves a half cache
+            np.savez(f, **arrays)
     except OSError as exc:
         warnings.warn(f"could not write the dataset cache {path}: {exc}", stacklevel=3)
 

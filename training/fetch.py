@@ -38,7 +38,7 @@ from typing import IO
 
 from tqdm.auto import tqdm
 
-from training.data import CLASS_NAMES, IMAGE_EXTENSIONS, DatasetError, label_from_folder
+from training.data import IMAGE_EXTENSIONS, DatasetError, label_from_folder
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,10 @@ _CHUNK = 1 << 20
 
 class FetchError(DatasetError):
     """A download or extraction that failed; ``str(err)`` is a one-line message."""
+
+
+#: The class folders a fetch writes, by label (the layout of ``../shared/data``).
+FOLDERS = ("not_hot_dog", "hot_dog")
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,7 @@ def _class_of(parts: tuple[str, ...], spec: RemoteDataset) -> str | None:
         for folder in reversed(parts[:-1]):
             label = label_from_folder(folder)
             if label is not None:
-                return CLASS_NAMES[label]
+                return FOLDERS[label]
         return None
     candidates = ["/".join(parts[:k]) for k in range(len(parts), 0, -1)]
     for pattern, cls in spec.layout.items():
@@ -318,8 +322,8 @@ def _members(archive: Path) -> Iterator[Iterator[tuple[str, IO[bytes] | None]]]:
 def _extract(archive: Path, dest: Path, name: str, spec: RemoteDataset) -> dict[str, int]:
     """Copy the archive's images into ``dest/<name>/<class>/``; returns counts per class."""
     staging = Path(tempfile.mkdtemp(dir=dest, prefix=f".{name}.", suffix=".partial"))
-    counts = dict.fromkeys(CLASS_NAMES, 0)
-    used: dict[str, set[str]] = {c: set() for c in CLASS_NAMES}
+    counts = dict.fromkeys(FOLDERS, 0)
+    used: dict[str, set[str]] = {c: set() for c in FOLDERS}
     try:
         try:
             with _members(archive) as members:
