@@ -64,7 +64,7 @@ def write_random_model(
             for e in range(1, 4)
         ],
         "data": {
-            split: {"n": n, "sources": {"photos": {"hot_dog": n // 2, "not_hot_dog": n - n // 2}}}
+            split: {"n": n, "sources": {"photos": {"hotdog": n // 2, "not_hotdog": n - n // 2}}}
             for split, n in (("train", 20), ("val", 10))
         },
         "command": "python -m training train --out " + name,
