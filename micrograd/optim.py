@@ -1,8 +1,8 @@
 """Optimizers and learning-rate schedules.
 
 Each ``step`` is written to read like the update rule in its paper, with ``g`` the gradient,
-``θ`` the parameter and ``lr`` the learning rate. Updates run under ``no_grad`` and modify
-parameter arrays in place.
+``θ`` the parameter and ``lr`` the learning rate. Updates work on the raw arrays
+(``p.data``, ``p.grad``), in place, so they never build a graph.
 
 Optimizer and scheduler state is a flat ``dict[str, ndarray | float]`` (``state_dict()``), so a
 training checkpoint can hold it in an ``.npz`` next to the weights, without pickle.

@@ -3,7 +3,7 @@
 The design follows ``torch.autograd.Function``: every primitive op is a ``Function`` subclass whose
 ``forward`` computes the result from raw arrays and saves what its ``backward`` needs, and whose
 ``backward`` turns the gradient of the output into gradients of the inputs. Forward and backward
-sit side by side, one class per op. Everything else (sub, div, mean, sigmoid-free tanh, softmax,
+sit side by side, one class per op. Everything else (sub, div, mean, tanh from sigmoid, softmax,
 losses, pooling...) is composed from these primitives, so each derivative is written once.
 
 Broadcasting works everywhere; a single helper, ``unbroadcast``, sums a gradient back to the
@@ -263,7 +263,14 @@ class Tensor:
     def __rmatmul__(self, other: Any) -> Tensor:
         return MatMul.apply(_lift(other, self), self)
 
-    # comparisons give plain boolean arrays: they have no gradient
+    # comparisons give plain boolean arrays, elementwise like PyTorch's: they have no gradient.
+    # Tensors are told apart by identity (``is``, ``id``), never by ``==``.
+    def __eq__(self, other: object) -> Array:  # type: ignore[override]
+        return self.data == _raw(other)
+
+    def __ne__(self, other: object) -> Array:  # type: ignore[override]
+        return self.data != _raw(other)
+
     def __lt__(self, other: Any) -> Array:
         return self.data < _raw(other)
 

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from skimage.filters import gaussian
 
 from micrograd import Tensor, no_grad
 from micrograd import functional as F
@@ -64,8 +63,7 @@ class Explanation:
 
 class Classifier:
     """``model``: logits ``(N, 2)`` from ``(N, C, size, size)``; ``preprocess``: how images are
-    turned into that input; ``threshold``: ``p_hotdog`` at or above it means "hotdog";
-    ``tta``: average the prediction with the mirrored image (test-time augmentation)."""
+    turned into that input; ``threshold``: ``p_hotdog`` at or above it means "hotdog"."""
 
     def __init__(
         self,
@@ -74,23 +72,19 @@ class Classifier:
         name: str = "model",
         card: dict[str, Any] | None = None,
         threshold: float = 0.5,
-        tta: bool = False,
     ) -> None:
         self.model = model.eval()
         self.preprocess = preprocess
         self.name = name
         self.card = card or {}
         self.threshold = threshold
-        self.tta = tta
 
     # ------------------------------------------------------------------ arrays
     def p_hotdog_arrays(self, x: np.ndarray) -> np.ndarray:
         """``float32 (N, C, size, size)`` normalised input -> ``(N,)`` probability of hotdog."""
         with no_grad():
-            p = F.softmax(self.model(Tensor(x)), dim=1).data[:, 1]
-            if self.tta:
-                p = 0.5 * (p + F.softmax(self.model(Tensor(x[..., ::-1])), dim=1).data[:, 1])
-        return np.asarray(p, dtype=np.float64)
+            p = F.softmax(self.model(Tensor(x)), dim=1).numpy()[:, 1]
+        return p.astype(np.float64)
 
     def uint8_batch(self, images: Sequence[ImageSource]) -> np.ndarray:
         """Decode and resize images -> ``uint8 (N, size, size, 3)`` (what the model sees)."""
@@ -143,7 +137,7 @@ class Classifier:
         grad = np.abs(np.asarray(inp.grad)).mean(axis=0).max(axis=0)  # (size, size)
         # stride-2 convolutions leave a checkerboard in raw input gradients; a light blur shows
         # the regions that matter instead of single pixels
-        grad = gaussian(grad, sigma=self.preprocess.size / 64, preserve_range=True)
+        grad = gaussian_blur(grad, sigma=self.preprocess.size / 64)
         top = float(np.percentile(grad, 99)) or 1.0
         saliency = np.clip(grad / top, 0.0, 1.0).astype(np.float32)
         p = float(self.p_hotdog_arrays(x)[0])
@@ -156,20 +150,32 @@ class Classifier:
         the margin the image would get if every cell looked like it: logits, a fixed scale."""
         with no_grad():
             maps = self.model.features(Tensor(x))
-        leaf = Tensor(maps.data, requires_grad=True)
+        leaf = Tensor(maps, requires_grad=True)
         logits = self.model.classify(leaf)
         (logits[:, 1] - logits[:, 0]).sum().backward(inputs=[leaf])
         h, w = maps.shape[2:]
         alpha = leaf.grad.mean(axis=(2, 3)) * (h * w)  # (1, C)
-        cam = np.maximum(np.einsum("nc,nchw->hw", alpha, maps.data), 0.0)
+        cam = np.maximum(np.einsum("nc,nchw->hw", alpha, maps.numpy()), 0.0)
         size = self.preprocess.size
         big = Image.fromarray(cam.astype(np.float32)).resize((size, size), Image.BILINEAR)
         saliency = np.clip(np.asarray(big) / GRADCAM_SCALE, 0.0, 1.0).astype(np.float32)
-        p = float(F.softmax(logits.detach(), dim=1).data[0, 1])
+        p = float(F.softmax(logits.detach(), dim=1).numpy()[0, 1])
         return Explanation(rgb[0], saliency, self.verdict(p), method="gradcam")
 
     def __repr__(self) -> str:
-        return f"Classifier({self.name!r}, input={self.preprocess.size}px, tta={self.tta})"
+        return f"Classifier({self.name!r}, input={self.preprocess.size}px)"
+
+
+def gaussian_blur(image: np.ndarray, sigma: float) -> np.ndarray:
+    """``(H, W)`` -> ``(H, W)``: a separable Gaussian blur (edges reflected, kernel cut at
+    3 sigma), so serving does not import scikit-image's half-second of filters for it."""
+    r = max(1, round(3 * sigma))
+    taps = np.exp(-(np.arange(-r, r + 1) ** 2) / (2 * sigma**2))
+    taps /= taps.sum()
+    h, w = image.shape
+    padded = np.pad(image.astype(np.float64), r, mode="reflect")
+    rows = sum(t * padded[:, i : i + w] for i, t in enumerate(taps))
+    return sum(t * rows[i : i + h] for i, t in enumerate(taps))
 
 
 def from_file(state: dict[str, np.ndarray], config: dict[str, Any], **kwargs: Any) -> Classifier:
@@ -182,11 +188,6 @@ def from_file(state: dict[str, np.ndarray], config: dict[str, Any], **kwargs: An
         model,
         PreprocessConfig.from_dict(config["preprocess"]),
         threshold=float(config.get("threshold", 0.5)),
-        tta=bool(config.get("tta", False)),
         **kwargs,
     )
 
-
-def to_pil(image: np.ndarray) -> Image.Image:
-    """``uint8 (H, W, 3)`` -> PIL image (for display)."""
-    return Image.fromarray(np.asarray(image, dtype=np.uint8))

@@ -9,11 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.preprocess import resize_and_crop
 from training.augment import (
     AugmentConfig,
     Augmenter,
-    center_crop,
     color_jitter,
     hflip,
     random_resized_crop,
@@ -132,16 +130,6 @@ def test_color_jitter_properties(batch: np.ndarray) -> None:
     luma = np.array([0.299, 0.587, 0.114])
     # Saturation keeps each pixel's brightness (up to clipping and rounding).
     assert np.median(np.abs(sat_only @ luma - batch @ luma)) < 1.0
-
-
-def test_center_crop_matches_serving_geometry(batch: np.ndarray) -> None:
-    out = center_crop(batch, 24)
-    assert out.shape == (16, 24, 24, 3) and out.dtype == np.uint8
-    expected = [np.asarray(resize_and_crop(Image.fromarray(b), 24)) for b in batch]
-    np.testing.assert_array_equal(out, np.stack(expected))
-    same = center_crop(batch, 40)
-    np.testing.assert_array_equal(same, batch)
-    assert same is not batch
 
 
 def test_config_round_trip_and_validation() -> None:

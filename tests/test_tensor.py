@@ -537,3 +537,11 @@ def test_pow_edge_table_is_what_torch_computes() -> None:
     np.testing.assert_equal((a**b).numpy(), value.numpy())
     np.testing.assert_equal(x.grad.numpy(), da.numpy())
     np.testing.assert_equal(y.grad.numpy(), db.numpy())
+
+
+def test_comparisons_are_elementwise_like_torch() -> None:
+    t = Tensor([1.0, 2.0, 1.5])
+    np.testing.assert_array_equal(t == 1.0, [True, False, False])
+    np.testing.assert_array_equal(t != Tensor([1.0, 0.0, 1.5]), [False, True, False])
+    np.testing.assert_array_equal(t < 1.5, [True, False, False])
+    assert t.requires_grad_(True) is t and t.requires_grad

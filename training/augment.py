@@ -6,8 +6,7 @@ uses Pillow's C resampling image by image (about 30 microseconds for a 64x64 ima
 jitter is one per-image 3x3 matrix applied to the whole batch at once.
 
 ``Augmenter(config)(batch, rng)`` composes them; its config is a plain dict saved in the model
-card. ``center_crop`` is the validation view of cached squares (see its note on how it relates
-to the serving path).
+card.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from models.preprocess import LUMA, resize_and_crop
+from models.preprocess import LUMA
 
 # Bilinear is enough here: a crop is at most a few times larger than the output, and Pillow's
 # resize filter widens its support when shrinking, so there is no aliasing.
@@ -169,27 +168,6 @@ def color_jitter(
     y = x @ matrix.transpose(0, 2, 1).astype(np.float32) + offset[:, None, None].astype(np.float32)
     np.clip(y, 0, 255, out=y)
     return np.rint(y, out=y).astype(np.uint8).reshape(batch.shape)
-
-
-def center_crop(batch: np.ndarray, out_size: int) -> np.ndarray:
-    """Validation view of cached squares: each image through ``resize_and_crop`` to ``out_size``.
-
-    The serving path resizes the original image's central square straight to the model size.
-    A cached square is that same central square already resized to ``S``, so resizing it to
-    ``out_size`` shows the model the same region, only resampled twice: on ``../shared/data``
-    at 64 px (cached at 80) the pixels differ from the serving path's by 1.5 grey levels on
-    average. Prefer ``Dataset.eval_images``, which holds the
-    exact serving pixels, when it is available.
-
-    ``uint8 (N, H, W, 3)`` in, ``uint8 (N, out_size, out_size, 3)`` out (a copy).
-    """
-    batch = _check_batch(batch)
-    if batch.shape[1:3] == (out_size, out_size):
-        return batch.copy()
-    out = np.empty((len(batch), out_size, out_size, 3), np.uint8)
-    for i, img in enumerate(batch):
-        out[i] = np.asarray(resize_and_crop(Image.fromarray(img), out_size))
-    return out
 
 
 @dataclass(frozen=True)

@@ -273,7 +273,7 @@ def rows_logits(model: Module, rows: Rows, batch_size: int = EVAL_BATCH) -> np.n
     with no_grad():
         for i in range(0, len(rows), batch_size):
             x = Tensor(rows.eval_inputs(i, i + batch_size))
-            out.append(np.asarray(model(x).data, dtype=np.float32))
+            out.append(model(x).numpy().astype(np.float32, copy=False))
     return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
 
 
@@ -283,7 +283,7 @@ def score_logits(labels: np.ndarray, logits: np.ndarray, threshold: float = 0.5)
     with no_grad():
         t = Tensor(logits)
         loss = float(F.cross_entropy(t, labels).item())
-        p_hotdog = np.asarray(F.softmax(t, dim=1).data[:, 1], dtype=np.float64)
+        p_hotdog = F.softmax(t, dim=1).numpy()[:, 1].astype(np.float64)
     return {**summarize(labels, p_hotdog, threshold), "loss": loss, "p_hotdog": p_hotdog}
 
 
@@ -589,7 +589,7 @@ def _train_epoch(
         scheduler.step()
 
         loss_sum += float(loss.item()) * len(idx)
-        correct += int((np.asarray(logits.data).argmax(axis=1) == y).sum())
+        correct += int((logits.numpy().argmax(axis=1) == y).sum())
         seen += len(idx)
         for cb in callbacks:
             cb.on_batch_end(step, steps, loss_sum / seen, correct / seen)

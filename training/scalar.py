@@ -208,16 +208,6 @@ def state_arrays(model: MLP) -> dict[str, np.ndarray]:
     return state
 
 
-def architecture(model: MLP) -> dict[str, Any]:
-    """JSON config that ``load`` rebuilds the model from."""
-    nin = len(model.layers[0].neurons[0].w)
-    return {
-        "type": ARCHITECTURE_TYPE,
-        "nin": nin,
-        "nouts": [len(layer.neurons) for layer in model.layers],
-    }
-
-
 def load(path: str | os.PathLike[str]) -> tuple[MLP, PreprocessConfig]:
     """Rebuild a scalar MLP and its preprocessing from a weights file written by the
     ``scalar-mlp`` training preset (``models.load`` does not read these)."""
