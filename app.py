@@ -27,7 +27,6 @@ import hashlib
 import importlib.util
 import logging
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -350,97 +349,73 @@ def show_model_card(classifier: models.Classifier) -> None:
     """Metrics, confusion matrix, training curves, data and the command that made the model."""
     import pandas as pd
 
-    card: dict[str, Any] = classifier.card
+    card = classifier.card
     st.subheader(f"Model card: {classifier.name}")
-    if not card:
+    if card.empty:
         st.info("This model has no model card.")
         return
-    metrics = card.get("metrics") or {}
     shown = [
-        ("Accuracy", metrics.get("accuracy")),
-        ("Balanced accuracy", metrics.get("balanced_accuracy")),
-        ("ROC AUC", metrics.get("roc_auc")),
+        (label, value)
+        for label, value in (
+            ("Accuracy", card.accuracy),
+            ("Balanced accuracy", card.balanced_accuracy),
+            ("ROC AUC", card.roc_auc),
+        )
+        if value is not None
     ]
-    shown = [(label, value) for label, value in shown if isinstance(value, int | float)]
     if shown:
         for col, (label, value) in zip(st.columns(len(shown)), shown, strict=True):
             col.metric(label, f"{value:.1%}" if label != "ROC AUC" else f"{value:.3f}")
-    trained = training_summary(card)
-    if trained:
-        st.caption(trained)
-    confusion = metrics.get("confusion")
-    if confusion:
-        n = metrics.get("n")
-        st.markdown("**Confusion matrix** (held-out photos" + (f", n = {n})" if n else ")"))
+    if card.training_summary():
+        st.caption(card.training_summary())
+    if card.confusion:
+        n = f", n = {card.n})" if card.n else ")"
+        st.markdown("**Confusion matrix** (held-out photos" + n)
         st.table(
             pd.DataFrame(
-                confusion,
+                card.confusion,
                 index=["actual: not hotdog", "actual: hotdog"],
                 columns=["predicted: not hotdog", "predicted: hotdog"],
             )
         )
-    history = card.get("history") or []
-    if history:
-        frame = pd.DataFrame(history).set_index("epoch")
-        losses = [c for c in ("train_loss", "val_loss") if c in frame]
-        scores = [c for c in ("val_accuracy", "val_balanced_accuracy") if c in frame]
+    if card.history:
+        frame = pd.DataFrame(card.history).set_index("epoch")
+        losses = [c for c in ("train_loss", "val_loss") if frame[c].notna().any()]
+        scores = [c for c in ("val_accuracy", "val_balanced_accuracy") if frame[c].notna().any()]
         if losses:
             st.markdown("**Loss per epoch**")
             st.line_chart(frame[losses], x_label="epoch", height=240)
         if scores:
             st.markdown("**Validation accuracy per epoch**")
             st.line_chart(frame[scores], x_label="epoch", height=240)
-    if "data" in card:
+    if card.sources:
         st.markdown("**Data**: images per source, for training and held out")
-        table = data_table(card)
-        data = card["data"]
-        if table is not None:
-            st.table(table)
-        elif isinstance(data, dict | list):
-            st.json(data)
-        else:
-            st.markdown(escape_markdown(str(data)))
-    command = card.get("command")
-    if command:
+        st.table(data_table(card))
+    if card.command:
         st.markdown("**Reproduce it**")
-        text = command if isinstance(command, str) else shlex.join(command)
-        st.code(text, language="bash", wrap_lines=True)
+        st.code(card.command, language="bash", wrap_lines=True)
+    if card.problems:
+        st.caption("Parts of this card could not be read: " + "; ".join(card.problems) + ".")
     with st.expander("The whole model card (JSON)"):
-        st.json(card)
+        st.json(card.raw)
 
 
-def training_summary(card: dict[str, Any]) -> str:
-    """One line on when and how long the model was trained, from what the card records."""
-    parts = []
-    if card.get("created"):
-        parts.append(f"Trained {str(card['created'])[:10]}")
-    if isinstance(card.get("wall_seconds"), int | float):
-        parts.append(f"in {card['wall_seconds'] / 60:.0f} min")
-    if card.get("cpu_count"):
-        parts.append(f"on {card['cpu_count']} CPU cores")
-    if card.get("best_epoch") and card.get("epochs_run"):
-        parts.append(f"(weights from epoch {card['best_epoch']} of {card['epochs_run']})")
-    return " ".join(parts) + ("." if parts else "")
-
-
-def data_table(card: dict[str, Any]) -> Any:
+def data_table(card: models.ModelCard) -> Any:
     """A pandas table of images per source and class, for training and held out, with the
-    held-out accuracy per source; ``None`` when the card does not record them."""
+    held-out accuracy per source."""
     import pandas as pd
 
-    rows: dict[str, dict[str, Any]] = {}
-    try:
-        for split, label in (("train", "train"), ("val", "held out")):
-            for source, counts in card["data"][split]["sources"].items():
-                row = rows.setdefault(source, {})
-                row[f"{label}: hotdog"] = counts["hotdog"]
-                row[f"{label}: not"] = counts["not_hotdog"]
-        per_source = (card.get("metrics") or {}).get("per_source") or {}
-        for source, result in per_source.items():
-            rows.setdefault(source, {})["held-out accuracy"] = f"{result['accuracy']:.1%}"
-    except (KeyError, TypeError, AttributeError, ValueError):
-        return None
-    return pd.DataFrame.from_dict(rows, orient="index") if rows else None
+    rows = {
+        row.source: {
+            "train: hotdog": row.train_hotdog,
+            "train: not": row.train_not_hotdog,
+            "held out: hotdog": row.val_hotdog,
+            "held out: not": row.val_not_hotdog,
+            "held-out accuracy": "" if row.val_accuracy is None else f"{row.val_accuracy:.1%}",
+        }
+        for row in card.sources
+    }
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def neuron_graph() -> str:
@@ -476,9 +451,8 @@ each box shows a value and the gradient of the output with respect to it.
     )
     st.graphviz_chart(neuron_graph())
     st.markdown(f"**Architecture**: {classifier.model.num_parameters():,} parameters")
-    architecture = classifier.card.get("architecture")
-    if isinstance(architecture, dict):
-        st.json(architecture)
+    if classifier.card.architecture:
+        st.json(classifier.card.architecture)
     with st.expander("Layer by layer"):
         st.code(repr(classifier.model), language="text")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from models.card import ModelCard
 from models.classifier import Classifier, Explanation, Prediction, from_file
 from models.io import ModelFileError, load_model_file, read_json
 from models.preprocess import ImageError
@@ -24,6 +25,7 @@ __all__ = [
     "Classifier",
     "Explanation",
     "ImageError",
+    "ModelCard",
     "ModelFileError",
     "Prediction",
     "available",
@@ -41,15 +43,20 @@ def available(directory: str | os.PathLike[str] = MODELS_DIR) -> list[str]:
 def load(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> Classifier:
     """Load a shipped model by name (``"hotdog_cnn"``) or any weights file by path.
 
-    The model card (``.json`` next to the weights) is attached as ``classifier.card`` when
-    present. Raises ``ModelFileError`` with a one-line message if the file is missing or bad.
+    The model card (``.json`` next to the weights) is attached as ``classifier.card``, a
+    ``ModelCard`` (empty when there is none; a damaged one keeps what is readable and lists
+    its ``problems``). Raises ``ModelFileError`` with a one-line message if the weights file
+    is missing or bad.
     """
     path = Path(name_or_path)
     if path.suffix != ".npz" and not path.exists():
         path = MODELS_DIR / f"{name_or_path}.npz"
     state, config = load_model_file(path)
     card_path = path.with_suffix(".json")
-    card = read_json(card_path) if card_path.exists() else {}
+    try:
+        card = ModelCard.from_json(read_json(card_path)) if card_path.exists() else ModelCard()
+    except ModelFileError as exc:
+        card = ModelCard(problems=(str(exc),))
     try:
         return from_file(state, config, name=path.stem, card=card)
     except (KeyError, ValueError, TypeError) as exc:

