@@ -129,21 +129,6 @@ def test_mlp_preset_and_resume_of_a_finished_run(
     assert "no checkpoint" in assert_clean_error(missing)
 
 
-def test_scalar_mlp_preset(env: dict[str, str], data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "scalar"
-    proc = run(env, "train", "--data", str(data), "--model", "scalar-mlp", "--size", "4",
-               "--epochs", "2", "--out", str(out), "--workers", "1")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    assert re.search(r"\d+ images/second", proc.stdout)
-    card = json.loads(out.with_suffix(".json").read_text())
-    assert card["architecture"] == {"type": "scalar-mlp", "nin": 16, "nouts": [16, 1]}
-    assert "models.load() cannot load it" in card["loading"]
-    np.load(out.with_suffix(".npz"), allow_pickle=False).close()
-    # models.load refuses it cleanly, so evaluate does too
-    refused = run(env, "evaluate", "--weights", str(out.with_suffix(".npz")), "--data", str(data))
-    assert "scalar-mlp" in assert_clean_error(refused)
-
-
 def test_ctrl_c_keeps_the_last_checkpoint(env: dict[str, str], data: Path, tmp_path: Path) -> None:
     out, ckpt = tmp_path / "long", tmp_path / "long.ckpt.npz"
     proc = subprocess.Popen(

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from examples import and_gate, moons
+from examples import and_gate, hotdogs_on_values, moons
+from tests.tiny_data import write_image_folder
 
 
 @pytest.fixture
@@ -47,3 +48,14 @@ def test_and_gate_learns_the_truth_table(capsys):
         expected = float(x1 == 1.0 and x2 == 1.0)
         assert abs(p - expected) < 0.1, f"AND({x1}, {x2}) = {p}"
     assert " 1  1 |" in capsys.readouterr().out
+
+
+def test_hotdogs_on_values_trains_the_scalar_engine_on_photos(
+    capsys, frozen_heap, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("HOTDOG_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_image_folder(tmp_path / "data", n_per_class=20, side=12)
+    metrics = hotdogs_on_values.main(["--data", str(data), "--size", "4", "--epochs", "10"])
+    assert metrics["balanced_accuracy"] > 0.8  # reddish hotdogs, bluish others: easy
+    out = capsys.readouterr().out
+    assert "MLP(16, [16, 1])" in out and "images/second" in out

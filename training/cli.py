@@ -15,51 +15,32 @@ import argparse
 import json
 import logging
 import os
-import random
-import shlex
 import sys
 import time
 import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from micrograd.nn import MLP as ScalarMLP
-from micrograd.nn import Module
 from models import DEFAULT_MODEL, MODELS_DIR, Classifier, ImageError, ModelFileError
 from models import load as load_classifier
-from models.architectures import HOTDOG_CNN, build
-from models.classifier import CLASS_NAMES
-from models.io import CONFIG_KEY, save_arrays, save_model, write_json
-from models.preprocess import PreprocessConfig
-from training import scalar
-from training.augment import AugmentConfig
-from training.data import (
-    Dataset,
-    DatasetError,
-    default_cache_dir,
-    load_dataset,
-    stratified_split,
-)
-from training.finetune import FinetuneSettings, finetune
-from training.loop import (
-    Callback,
-    CheckpointError,
-    FitResult,
-    TrainConfig,
-    checkpoint_epoch,
-    evaluate,
-    fit,
-)
+from training.data import Dataset, DatasetError, load_dataset
+from training.loop import Callback, CheckpointError, checkpoint_epoch
 from training.metrics import accuracy_by_group, summarize
 from training.pretrained import DEFAULT_PATH as DEFAULT_PRETRAINED
-from training.pretrained import PREPROCESS as PRETRAINED_PREPROCESS
-from training.pretrained import SOURCE as PRETRAINED_SOURCE
+from training.recipes import (
+    PRESETS,
+    Outcome,
+    RecipeError,
+    TrainOptions,
+    command_line,
+    plan,
+    train_and_save,
+)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_WEIGHTS = MODELS_DIR / f"{DEFAULT_MODEL}.npz"
@@ -171,190 +152,7 @@ class ProgressBar(Callback):
             self.bar = None
 
 
-# ------------------------------------------------------------------------------- presets
-
-
-@dataclass(frozen=True)
-class Preset:
-    """Defaults of one ``--model`` choice; command-line options override them."""
-
-    preprocess: PreprocessConfig
-    architecture: Callable[[PreprocessConfig], dict[str, Any]]
-    augment: dict[str, Any] | None
-    train: dict[str, Any] = field(default_factory=dict)
-    description: str = ""
-    finetune: dict[str, Any] | None = None  # FinetuneSettings defaults: a pretrained network
-
-
-def _mlp_architecture(pre: PreprocessConfig) -> dict[str, Any]:
-    return {
-        "type": "mlp",
-        "in_features": pre.channels * pre.size * pre.size,
-        "hidden": [256, 64],
-        "dropout": 0.2,
-    }
-
-
-def _scalar_architecture(pre: PreprocessConfig) -> dict[str, Any]:
-    return {"type": scalar.ARCHITECTURE_TYPE, "nin": pre.channels * pre.size**2, "nouts": [16, 1]}
-
-
-#: Settings a preset does not choose (command-line options still override them).
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "warmup_epochs": 1.0,
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 3e-3,
-    "weight_decay": 0.05,
-    "label_smoothing": 0.0,
-    "source_power": 1.0,
-}
-
-PRESETS: dict[str, Preset] = {
-    "cnn": Preset(
-        preprocess=PreprocessConfig(size=64),
-        architecture=lambda pre: dict(HOTDOG_CNN),
-        augment={},
-        # source_power 0.25: the few hundred real-world and stock photos count for far more
-        # than their share of the 7,000 images (Food-101 crops are 80%). Held out, 0.5 scored
-        # 0.57 on the stock photos and 0.25 scored 0.73, for 0.01 less overall.
-        train={
-            "epochs": 50,
-            "lr": 3e-3,
-            "weight_decay": 0.05,
-            "label_smoothing": 0.1,
-            "source_power": 0.25,
-        },
-        description="residual CNN on 64x64 RGB with augmentation (the shipped model)",
-    ),
-    "effnet": Preset(
-        preprocess=PRETRAINED_PREPROCESS,
-        architecture=lambda pre: {"type": "efficientnet_lite", "num_classes": 2},
-        # milder than the CNN's: ImageNet features already know food; the crops only need to
-        # look like other framings of the same photo
-        augment={"scale": [0.4, 1.0], "rotation": 10.0, "hue": 0.03},
-        train={
-            "epochs": 4,
-            "lr": 1e-3,
-            "weight_decay": 0.05,
-            "label_smoothing": 0.1,
-            "source_power": 0.5,
-            "warmup_epochs": 0.5,
-        },
-        description="ImageNet EfficientNet-Lite0 fine-tuned at 224 px (the most accurate)",
-        finetune={"trainable_blocks": 2, "views": 3, "backbone_lr_scale": 0.1, "dropout": 0.2},
-    ),
-    "mlp": Preset(
-        preprocess=PreprocessConfig(size=32, grayscale=True),
-        architecture=_mlp_architecture,
-        # Mild: the MLP sees pixels at fixed positions, so big crops and turns only blur it.
-        augment={"scale": [0.7, 1.0], "rotation": 0.0, "hue": 0.0, "saturation": 0.0},
-        train={"epochs": 30, "lr": 1e-3, "weight_decay": 0.01},
-        description="the original approach: an MLP over 32x32 grayscale pixels",
-    ),
-    "scalar-mlp": Preset(
-        preprocess=PreprocessConfig(size=8, grayscale=True),
-        architecture=_scalar_architecture,
-        augment=None,
-        train={"epochs": 10, "lr": 0.03, "batch_size": 16, "limit": 400},
-        description="micrograd's scalar Value engine end to end: MLP(64, [16, 1]) on 8x8 gray",
-    ),
-}
-
-
 # ------------------------------------------------------------------------------- train
-
-
-def _output_path(out: str) -> Path:
-    """``models/NAME`` or ``models/NAME.npz`` -> ``models/NAME.npz``."""
-    path = Path(out)
-    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
-
-
-def _load(roots: Sequence[str], size: int, cache_size: int | None, workers: int | None) -> Dataset:
-    progress = DecodeProgress(f"decoding {size}px")
-    try:
-        return load_dataset(
-            roots, size=size, cache_size=cache_size, workers=workers, progress=progress
-        )
-    finally:
-        progress.close()
-
-
-def _limit(data: Dataset, limit: int | None, seed: int) -> Dataset:
-    """At most ``limit`` images, drawn stratified by (source, label)."""
-    if limit is None or limit >= len(data):
-        return data
-    if limit < 2:
-        raise UsageError("--limit must be at least 2")
-    _, keep = stratified_split(data.labels, limit / len(data), seed, groups=data.sources)
-    return data.subset(keep)
-
-
-def _split(
-    args: argparse.Namespace, data: Dataset, size: int, cache_size: int | None
-) -> tuple[Dataset, Dataset | None]:
-    """(train, val or None) from ``--val-data`` or a stratified ``--val-fraction`` split."""
-    if args.val_data:
-        val = _limit(_load(args.val_data, size, cache_size, args.workers), args.limit, args.seed)
-        return data, val
-    train_idx, val_idx = stratified_split(
-        data.labels, args.val_fraction, args.seed, groups=data.sources
-    )
-    train = data.subset(train_idx)
-    return train, (data.subset(val_idx) if len(val_idx) else None)
-
-
-def _held_out_metrics(labels: np.ndarray, p: np.ndarray, sources: np.ndarray) -> dict[str, Any]:
-    return {**summarize(labels, p), "per_source": accuracy_by_group(labels, p, sources)}
-
-
-def _card(
-    args: argparse.Namespace,
-    argv: Sequence[str],
-    name: str,
-    architecture: dict[str, Any],
-    preprocess: PreprocessConfig,
-    train: Dataset,
-    val: Dataset | None,
-    augmentation: dict[str, Any] | None,
-    training: dict[str, Any],
-    result: FitResult,
-    metrics: dict[str, Any] | None,
-    n_parameters: int,
-    started: float,
-) -> dict[str, Any]:
-    skipped = sorted(set(train.skipped) | set(val.skipped if val is not None else ()))
-    return {
-        "name": name,
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": shlex.join(["python", "-m", "training", *argv]),
-        "architecture": architecture,
-        "preprocess": preprocess.to_dict(),
-        "classes": list(CLASS_NAMES),
-        "threshold": 0.5,
-        "data": {
-            "roots": list(args.data),
-            "val_roots": list(args.val_data or []),
-            "val_fraction": None if args.val_data else args.val_fraction,
-            "limit": args.limit,
-            "train": train.summary(),
-            "val": val.summary() if val is not None else None,
-            "skipped": [{"path": p, "reason": r} for p, r in skipped],
-        },
-        "augmentation": augmentation,
-        "training": training,
-        "epochs_run": result.epochs_run,
-        "best_epoch": result.best_epoch,
-        "stopped_early": result.stopped_early,
-        "seed": args.seed,
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "cpu_count": _cpu_count(),
-        "metrics": metrics,
-        "history": result.history,
-        "n_parameters": n_parameters,
-        "notes": args.notes,
-    }
 
 
 def _mtime(path: Path) -> int | None:
@@ -364,14 +162,8 @@ def _mtime(path: Path) -> int | None:
         return None
 
 
-def _cpu_count() -> int | None:
-    """CPUs this process may use (a container's limit, not the host's count, where known)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count()
-
-
-def _report(path: Path, metrics: dict[str, Any] | None, result: FitResult) -> None:
+def _report(outcome: Outcome) -> None:
+    path, metrics, result = outcome.path, outcome.metrics, outcome.result
     print(f"wrote {path} and {path.with_suffix('.json')}")
     if metrics is None:
         print(f"trained {result.epochs_run} epochs (no validation set)")
@@ -384,95 +176,8 @@ def _report(path: Path, metrics: dict[str, Any] | None, result: FitResult) -> No
     )
 
 
-Trainer = Callable[..., tuple[Module, dict[str, Any], FitResult]]
-
-
-def _fit_trainer(architecture: dict[str, Any]) -> Trainer:
-    """Train a network built from ``architecture`` from scratch with ``fit``."""
-    try:
-        model = build(architecture)
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"bad architecture {json.dumps(architecture)}: {exc}") from None
-
-    def train(
-        train: Dataset,
-        val: Dataset | None,
-        config: TrainConfig,
-        progress: ProgressBar,
-        checkpoint: Path,
-        resume: bool,
-    ) -> tuple[Module, dict[str, Any], FitResult]:
-        result = fit(model, train, val, config, [progress], checkpoint, resume=resume)
-        return model, architecture, result
-
-    return train
-
-
-def _finetune_settings(
-    args: argparse.Namespace, preset: Preset, augment: dict[str, Any] | None
-) -> FinetuneSettings:
-    defaults = dict(preset.finetune or {})
-    for key in ("views", "trainable_blocks"):
-        if getattr(args, key) is not None:
-            defaults[key] = getattr(args, key)
-    if augment is None:
-        defaults["views"] = 1  # only the serving view: nothing to augment
-    pretrained = Path(args.pretrained)
-    if not pretrained.is_file():
-        raise UsageError(
-            f"no pretrained weights at {pretrained}: run "
-            "'python -m training import-weights efficientnet-lite0' first"
-        )
-    try:
-        return FinetuneSettings(pretrained=str(pretrained), augment=augment or {}, **defaults)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _finetune_trainer(settings: FinetuneSettings) -> Trainer:
-    """Fine-tune the pretrained network with ``training.finetune``."""
-
-    def train(
-        train: Dataset,
-        val: Dataset | None,
-        config: TrainConfig,
-        progress: ProgressBar,
-        checkpoint: Path,
-        resume: bool,
-    ) -> tuple[Module, dict[str, Any], FitResult]:
-        features = DecodeProgress("backbone features")
-        try:
-            return finetune(
-                train,
-                val,
-                settings,
-                config,
-                default_cache_dir() / "features",
-                [progress],
-                checkpoint,
-                resume,
-                progress=features,
-            )
-        except ModelFileError as exc:
-            raise UsageError(str(exc)) from None
-        finally:
-            features.close()
-
-    return train
-
-
-def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    started = time.perf_counter()
-    preset = PRESETS[args.model]
-    for key, value in {**TRAIN_DEFAULTS, **preset.train}.items():
-        if getattr(args, key, None) is None:
-            setattr(args, key, value)
-    try:
-        pre = replace(preset.preprocess, size=args.size or preset.preprocess.size)
-    except ValueError as exc:
-        raise UsageError(f"--size: {exc}") from None
-    if args.arch_json and preset.finetune is not None:
-        raise UsageError(f"--arch-json: the {args.model} preset's network is the pretrained one")
+def _train_options(args: argparse.Namespace, argv: Sequence[str]) -> TrainOptions:
+    architecture = None
     if args.arch_json:
         try:
             architecture = json.loads(args.arch_json)
@@ -480,55 +185,29 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
             raise UsageError(f"--arch-json is not valid JSON ({exc})") from None
         if not isinstance(architecture, dict):
             raise UsageError("--arch-json must be a JSON object")
-    else:
-        architecture = preset.architecture(pre)
-    out = _output_path(args.out)
-    if args.model == "scalar-mlp":
-        return _train_scalar(args, argv, pre, architecture, out, started)
+    names = {f.name for f in fields(TrainOptions)} - {"architecture", "augment", "command"}
+    return TrainOptions(
+        **{name: getattr(args, name) for name in names},
+        architecture=architecture,
+        augment=not args.no_augment,
+        command=command_line(argv),
+    )
 
-    architecture.setdefault("seed", args.seed)
-    augment = None if args.no_augment else preset.augment
-    if preset.finetune is not None:
-        settings = _finetune_settings(args, preset, augment)
-        trainer = _finetune_trainer(settings)
-    else:
-        trainer = _fit_trainer(architecture)
+
+def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     try:
-        config = TrainConfig(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=args.optimizer,
-            lr=args.lr,
-            weight_decay=args.weight_decay,
-            warmup_epochs=min(args.warmup_epochs, args.epochs),
-            min_lr=args.min_lr,
-            label_smoothing=args.label_smoothing,
-            balanced=not args.class_weights,
-            source_power=args.source_power,
-            augment=augment,
-            grad_clip=args.grad_clip,
-            seed=args.seed,
-            patience=args.patience,
-            preprocess=pre.to_dict(),
-        )
-        augmentation = None
-        if augment is not None:
-            augmentation = AugmentConfig.from_dict({**augment, "out_size": pre.size}).to_dict()
-    except ValueError as exc:
+        planned = plan(_train_options(args, argv))
+    except RecipeError as exc:
         raise UsageError(str(exc)) from None
-
-    # Without augmentation only the serving-size pixels are used: decode nothing larger.
-    cache_size = pre.size if augment is None else None
-    data = _limit(_load(args.data, pre.size, cache_size, args.workers), args.limit, args.seed)
-    train, val = _split(args, data, pre.size, cache_size)
-    checkpoint = Path(args.checkpoint) if args.checkpoint else out.with_suffix(".ckpt.npz")
+    checkpoint = planned.checkpoint
     if not args.resume and checkpoint.exists():
         _say(f"starting afresh: {checkpoint} will be overwritten (--resume continues it)")
-
     progress = ProgressBar()
+    decoding = DecodeProgress(f"decoding {planned.preprocess.size}px")
+    features = DecodeProgress("backbone features")
     before = _mtime(checkpoint)
     try:
-        model, architecture, result = trainer(train, val, config, progress, checkpoint, args.resume)
+        outcome = train_and_save(planned, [progress], decoding, features)
     except KeyboardInterrupt:
         progress.close()
         # Ask the file, not the progress bar (Ctrl-C may land between the checkpoint's rename
@@ -544,127 +223,12 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         else:
             print("interrupted before the first epoch ended; nothing was saved", file=sys.stderr)
         return EXIT_INTERRUPTED
-
-    metrics = None
-    if val is not None:
-        scored = evaluate(model, val, pre)
-        metrics = {
-            **_held_out_metrics(val.labels, scored.pop("p_hotdog"), val.sources),
-            "loss": scored["loss"],
-        }
-    card = _card(
-        args,
-        argv,
-        out.stem,
-        architecture,
-        pre,
-        train,
-        val,
-        augmentation,
-        config.to_dict(),
-        result,
-        metrics,
-        model.num_parameters(),
-        started,
-    )
-    if preset.finetune is not None:
-        card["pretrained"] = PRETRAINED_SOURCE
-        card["finetune"] = {k: v for k, v in settings.to_dict().items() if k != "pretrained"}
-    weights_config = {
-        "architecture": architecture,
-        "preprocess": pre.to_dict(),
-        "classes": list(CLASS_NAMES),
-        "threshold": 0.5,
-    }
-    save_model(out, model.state_dict(), weights_config, card)
-    if not args.keep_checkpoint:
-        checkpoint.unlink(missing_ok=True)
-    _report(out, metrics, result)
-    return EXIT_OK
-
-
-def _train_scalar(
-    args: argparse.Namespace,
-    argv: Sequence[str],
-    pre: PreprocessConfig,
-    architecture: dict[str, Any],
-    out: Path,
-    started: float,
-) -> int:
-    """The ``scalar-mlp`` preset: no augmentation, checkpoints or resume (it is a demo)."""
-    if architecture.get("type") != scalar.ARCHITECTURE_TYPE or architecture.get("nin") != (
-        pre.channels * pre.size**2
-    ):
-        raise UsageError(
-            f"scalar-mlp needs {{'type': 'scalar-mlp', 'nin': {pre.channels * pre.size**2}, "
-            "'nouts': [..., 1]}"
-        )
-    if args.resume:
-        raise UsageError("scalar-mlp training cannot be resumed (it has no checkpoints)")
-    data = _limit(_load(args.data, pre.size, pre.size, args.workers), args.limit, args.seed)
-    train, val = _split(args, data, pre.size, pre.size)
-    random.seed(args.seed)  # micrograd's Neuron draws its initial weights from `random`
-    model = ScalarMLP(architecture["nin"], architecture["nouts"])
-    val_x = scalar.features(val.eval_images, pre) if val is not None else None
-    progress = ProgressBar()
-    settings = {
-        "epochs": args.epochs,
-        "lr": args.lr,
-        "batch_size": args.batch_size,
-        "seed": args.seed,
-    }
-    try:
-        result = scalar.fit_scalar(
-            model,
-            scalar.features(train.eval_images, pre),
-            train.labels,
-            val_x,
-            val.labels if val is not None else None,
-            callbacks=[progress],
-            **settings,
-        )
-    except KeyboardInterrupt:
-        progress.close()
-        print("interrupted; nothing was saved", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-    metrics = None
-    if val is not None and val_x is not None:
-        metrics = _held_out_metrics(val.labels, scalar.p_hotdog(model, val_x), val.sources)
-    training = {**settings, "loss": "hinge", "optimizer": "sgd", "alpha": 1e-4}
-    card = _card(
-        args,
-        argv,
-        out.stem,
-        architecture,
-        pre,
-        train,
-        val,
-        None,
-        training,
-        result,
-        metrics,
-        len(model.parameters()),
-        started,
-    )
-    speeds = [h["images_per_second"] for h in result.history]
-    card["images_per_second"] = round(float(np.mean(speeds)), 1)
-    card["loading"] = (
-        "Trained on the scalar engine (micrograd.engine.Value); models.load() cannot load it. "
-        "Use training.scalar.load(path) to rebuild micrograd.nn.MLP(nin, nouts). p_hotdog is "
-        "sigmoid(score) of a hinge-loss model: ranks images, not a calibrated probability."
-    )
-    weights_config = {
-        "architecture": architecture,
-        "preprocess": pre.to_dict(),
-        "classes": list(CLASS_NAMES),
-    }
-    arrays: dict[str, Any] = dict(scalar.state_arrays(model))
-    arrays[CONFIG_KEY] = json.dumps(weights_config)
-    save_arrays(out, arrays)
-    write_json(out.with_suffix(".json"), card)
-    _report(out, metrics, result)
-    print(f"{card['images_per_second']:.0f} images/second on the scalar engine")
+    except RecipeError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        decoding.close()
+        features.close()
+    _report(outcome)
     return EXIT_OK
 
 
@@ -714,7 +278,11 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     started = time.perf_counter()
     clf = _load_weights(args.weights)
     size = clf.preprocess.size
-    data = _load(args.data, size, size, args.workers)
+    decoding = DecodeProgress(f"decoding {size}px")
+    try:
+        data = load_dataset(args.data, size, size, workers=args.workers, progress=decoding)
+    finally:
+        decoding.close()
     p = clf.p_hotdog_uint8(data.eval_images, batch_size=args.batch_size)
     metrics = summarize(data.labels, p, clf.threshold)
     per_source = accuracy_by_group(data.labels, p, data.sources, clf.threshold)
@@ -825,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="output weights, e.g. models/my_cnn (writes .npz and .json)",
     )
     t.add_argument("--epochs", type=_positive_int, help="default: the preset's")
-    t.add_argument("--batch-size", type=_positive_int, help="default 64 (scalar-mlp 16)")
+    t.add_argument("--batch-size", type=_positive_int, help="default 64")
     t.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     t.add_argument("--weight-decay", type=float, help="default: the preset's")
     t.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")

@@ -1,4 +1,7 @@
-"""The scalar engine end to end: Karpathy's ``MLP`` on ``Value`` objects, fed tiny images.
+"""Hotdogs on the scalar engine: Karpathy's ``MLP`` on ``Value`` objects, fed tiny images.
+
+    python examples/hotdogs_on_values.py --data ../shared/data [--size 8] [--epochs 10]
+
 
 Every input pixel becomes a ``Value`` and every multiply-add a node of the graph, so one 8x8
 grayscale image through ``MLP(64, [16, 1])`` builds about 2,000 nodes, and training runs at
@@ -11,29 +14,32 @@ hinge loss ``mean(relu(1 - y * score))`` plus L2 regularisation, and plain SGD w
 linearly decaying learning rate updates ``p.data`` in place. "Hotdog" means ``score > 0``;
 ``sigmoid(score)`` is reported as ``p_hotdog`` (a monotone score, not a calibrated
 probability).
+
+It reads the same folders, decodes through the same preprocessing and splits the same way as
+``python -m training train``, and prints the held-out figures the training CLI prints.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import gc
 import math
-import os
+import random
+import sys
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
+
 from micrograd.engine import Value
 from micrograd.nn import MLP
-from models.io import ModelFileError, load_model_file
 from models.preprocess import PreprocessConfig, normalize
-from training.data import class_weights
-from training.loop import Callback, FitResult
+from training.data import class_weights, load_dataset, stratified_split
 from training.metrics import summarize
-
-ARCHITECTURE_TYPE = "scalar-mlp"
 
 
 @contextlib.contextmanager
@@ -102,95 +108,48 @@ def fit_scalar(
     model: MLP,
     x: np.ndarray,
     y: np.ndarray,
-    val_x: np.ndarray | None = None,
-    val_y: np.ndarray | None = None,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
     *,
     epochs: int = 10,
-    lr: float = 0.05,
-    batch_size: int = 32,
+    lr: float = 0.03,
+    batch_size: int = 16,
     alpha: float = 1e-4,
     seed: int = 0,
-    callbacks: Sequence[Callback] = (),
-) -> FitResult:
-    """Train ``model`` in place with minibatch SGD on the class-weighted hinge loss.
+) -> dict[str, float]:
+    """Train ``model`` in place with minibatch SGD on the class-weighted hinge loss, printing
+    one line per epoch; return the last epoch's held-out ``summarize`` figures.
 
     x: ``float (N, nin)`` features; y: ``(N,)`` labels in {0, 1} (1 = hotdog).
-    val_x, val_y: scored after every epoch when given.
     lr decays linearly from ``lr`` to ``lr / 10`` over the run; ``alpha`` weighs the L2 term.
     Each sample's loss is weighted by ``training.data.class_weights`` so that the rarer class
     (hotdogs, in most datasets) counts as much as the other.
-
-    History records have the keys of ``training.loop.fit``'s plus ``images_per_second``; the
-    model keeps its last epoch's weights (``best_epoch`` is the last epoch).
     """
-    started = time.perf_counter()
     y = np.asarray(y, dtype=np.int64)
     sample_weights = class_weights(y)[y]
     rng = np.random.default_rng(seed)
     steps = math.ceil(len(x) / batch_size)
-    total_steps = epochs * steps
-    info = {
-        "epochs": epochs,
-        "start_epoch": 0,
-        "steps_per_epoch": steps,
-        "n_train": len(x),
-        "n_val": 0 if val_x is None else len(val_x),
-        "n_parameters": len(model.parameters()),
-    }
-    for cb in callbacks:
-        cb.on_train_start(info)
-    history: list[dict[str, Any]] = []
-    best_metrics: dict[str, Any] = {}
+    metrics: dict[str, float] = {}
     for epoch in range(1, epochs + 1):
-        for cb in callbacks:
-            cb.on_epoch_start(epoch, steps)
-        epoch_start = time.perf_counter()
+        started = time.perf_counter()
         perm = rng.permutation(len(x))
-        loss_sum, correct, step_lr = 0.0, 0, lr
+        loss_sum, correct = 0.0, 0
         for step in range(steps):
             idx = perm[step * batch_size : (step + 1) * batch_size]
-            step_lr = lr * (1.0 - 0.9 * ((epoch - 1) * steps + step) / total_steps)
+            step_lr = lr * (1.0 - 0.9 * ((epoch - 1) * steps + step) / (epochs * steps))
             batch_loss, batch_correct = _sgd_step(
                 model, x[idx], y[idx], sample_weights[idx], step_lr, alpha
             )
             loss_sum += batch_loss * len(idx)
             correct += batch_correct
-            seen = min((step + 1) * batch_size, len(x))
-            for cb in callbacks:
-                cb.on_batch_end(step + 1, steps, loss_sum / seen, correct / seen)
-        train_seconds = time.perf_counter() - epoch_start
-
-        record: dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": loss_sum / len(x),
-            "train_accuracy": correct / len(x),
-            "val_loss": None,
-            "val_accuracy": None,
-            "val_balanced_accuracy": None,
-            "val_roc_auc": None,
-            "lr": step_lr,
-        }
-        if val_x is not None and val_y is not None:
-            s = scores(model, val_x)
-            best_metrics = {
-                **summarize(val_y, _sigmoid(s)),
-                "loss": _hinge(s, np.asarray(val_y)),
-            }
-            record.update(
-                val_loss=best_metrics["loss"],
-                val_accuracy=best_metrics["accuracy"],
-                val_balanced_accuracy=best_metrics["balanced_accuracy"],
-                val_roc_auc=best_metrics["roc_auc"],
-            )
-        record["seconds"] = time.perf_counter() - epoch_start
-        record["images_per_second"] = len(x) / train_seconds
-        history.append(record)
-        for cb in callbacks:
-            cb.on_epoch_end(epoch, record)
-    result = FitResult(history, epochs, best_metrics, time.perf_counter() - started)
-    for cb in callbacks:
-        cb.on_train_end(result)
-    return result
+        speed = len(x) / (time.perf_counter() - started)
+        metrics = summarize(val_y, p_hotdog(model, val_x))
+        print(
+            f"epoch {epoch}/{epochs}  train loss {loss_sum / len(x):.3f} "
+            f"acc {correct / len(x):.3f}  held-out acc {metrics['accuracy']:.3f} "
+            f"bal {metrics['balanced_accuracy']:.3f}  {speed:.0f} images/second"
+        )
+    return metrics
 
 
 def p_hotdog(model: MLP, x: np.ndarray) -> np.ndarray:
@@ -198,30 +157,41 @@ def p_hotdog(model: MLP, x: np.ndarray) -> np.ndarray:
     return _sigmoid(scores(model, x))
 
 
-def state_arrays(model: MLP) -> dict[str, np.ndarray]:
-    """The weights as arrays: ``layers.{i}.weight`` ``(nout, nin)`` and ``layers.{i}.bias``
-    ``(nout,)``, one row per neuron."""
-    state = {}
-    for i, layer in enumerate(model.layers):
-        state[f"layers.{i}.weight"] = np.array([[w.data for w in n.w] for n in layer.neurons])
-        state[f"layers.{i}.bias"] = np.array([n.b.data for n in layer.neurons])
-    return state
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    parser = argparse.ArgumentParser(description="Hotdogs on micrograd's scalar Value engine.")
+    parser.add_argument("--data", nargs="+", required=True, metavar="DIR")
+    parser.add_argument("--size", type=int, default=8, help="image side (default 8)")
+    parser.add_argument("--hidden", type=int, default=16, help="hidden neurons (default 16)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--limit", type=int, default=400, help="images to use (default 400)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    pre = PreprocessConfig(size=args.size, grayscale=True)
+    data = load_dataset(args.data, size=pre.size, cache_size=pre.size)
+    if args.limit < len(data):
+        _, keep = stratified_split(data.labels, args.limit / len(data), args.seed, data.sources)
+        data = data.subset(keep)
+    train_idx, val_idx = stratified_split(data.labels, 0.15, args.seed, groups=data.sources)
+    train, val = data.subset(train_idx), data.subset(val_idx)
+    random.seed(args.seed)  # micrograd's Neuron draws its initial weights from `random`
+    model = MLP(pre.channels * pre.size**2, [args.hidden, 1])
+    print(f"{model.__class__.__name__}({pre.channels * pre.size**2}, [{args.hidden}, 1]): "
+          f"{len(model.parameters())} Value parameters; {len(train)} photos to train on, "
+          f"{len(val)} held out")  # fmt: skip
+    metrics = fit_scalar(
+        model,
+        features(train.eval_images, pre),
+        train.labels,
+        features(val.eval_images, pre),
+        val.labels,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+    print(f"held out: accuracy {metrics['accuracy']:.3f}, "
+          f"balanced accuracy {metrics['balanced_accuracy']:.3f}")  # fmt: skip
+    return metrics
 
 
-def load(path: str | os.PathLike[str]) -> tuple[MLP, PreprocessConfig]:
-    """Rebuild a scalar MLP and its preprocessing from a weights file written by the
-    ``scalar-mlp`` training preset (``models.load`` does not read these)."""
-    state, config = load_model_file(path)
-    arch = config.get("architecture", {})
-    if arch.get("type") != ARCHITECTURE_TYPE:
-        raise ModelFileError(f"{path} is not a scalar-mlp weights file")
-    model = MLP(arch["nin"], arch["nouts"])
-    for i, layer in enumerate(model.layers):
-        weight, bias = state[f"layers.{i}.weight"], state[f"layers.{i}.bias"]
-        if weight.shape != (len(layer.neurons), len(layer.neurons[0].w)):
-            raise ModelFileError(f"{path}: layer {i} has shape {weight.shape}")
-        for neuron, row, b in zip(layer.neurons, weight, bias, strict=True):
-            for w, value in zip(neuron.w, row, strict=True):
-                w.data = float(value)
-            neuron.b.data = float(b)
-    return model, PreprocessConfig.from_dict(config["preprocess"])
+if __name__ == "__main__":
+    main()
