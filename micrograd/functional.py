@@ -585,4 +585,3 @@ def binary_cross_entropy_with_logits(
 def mse_loss(input: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     diff = input - _lift(target, input)
     return _reduce(diff * diff, reduction)
-

@@ -191,4 +191,3 @@ def from_file(state: dict[str, np.ndarray], config: dict[str, Any], **kwargs: An
         threshold=float(config.get("threshold", 0.5)),
         **kwargs,
     )
-

@@ -274,9 +274,7 @@ def _finetune_settings(
 # ------------------------------------------------------------------------------- data
 
 
-def load_splits(
-    p: Plan, progress: Progress | None = None
-) -> tuple[Dataset, Dataset | None]:
+def load_splits(p: Plan, progress: Progress | None = None) -> tuple[Dataset, Dataset | None]:
     """(train, val or None): ``val_data``, or a stratified ``val_fraction`` split of ``data``,
     decoded at the plan's size (and larger squares for augmentation)."""
     o = p.options
