@@ -1,4 +1,4 @@
-"""Shared test helpers.
+"""Shared test helpers, and a private cache folder for the whole test run.
 
 Tests that need an optional tool call ``optional_import("torch")`` (or ``require_tool``): on a
 user's machine they skip cleanly when the tool is missing; with ``REQUIRE_OPTIONAL_TOOLS=1``
@@ -7,14 +7,23 @@ user's machine they skip cleanly when the tool is missing; with ``REQUIRE_OPTION
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
 import shutil
+import tempfile
 from types import ModuleType
 
 import pytest
 
 STRICT = os.environ.get("REQUIRE_OPTIONAL_TOOLS") == "1"
+
+# Decoded-image caches of the test run go to a temporary folder, removed at exit, never into
+# the user's ~/.cache (the variable is read when a cache is opened, also by subprocesses).
+if "HOTDOG_CACHE_DIR" not in os.environ:
+    _cache = tempfile.mkdtemp(prefix="hotdog-test-cache-")
+    os.environ["HOTDOG_CACHE_DIR"] = _cache
+    atexit.register(shutil.rmtree, _cache, ignore_errors=True)
 
 
 def optional_import(name: str) -> ModuleType:
