@@ -38,7 +38,6 @@ from PIL import Image, ImageOps
 import models
 from micrograd.engine import Value
 from micrograd.viz import draw_dot
-from models.architectures import EfficientNetLite
 from models.preprocess import load_image
 
 log = logging.getLogger(__name__)
@@ -432,7 +431,7 @@ def show_how_it_works(classifier: models.Classifier) -> None:
     """A few sentences, one neuron's computation graph, and the network's architecture."""
     cfg = classifier.preprocess
     colour = "grayscale" if cfg.grayscale else "colour"
-    explainer = "gradcam" if isinstance(classifier.model, EfficientNetLite) else "smoothgrad"
+    explainer = classifier.explainer
     st.markdown(
         f"""
 Each photo is decoded, turned upright, cropped to its central square and shrunk to

@@ -17,21 +17,24 @@ from PIL import Image
 from micrograd import Tensor, no_grad
 from micrograd import functional as F
 from micrograd.nn import Module
-from models.architectures import EfficientNetLite
 from models.card import ModelCard
-from models.preprocess import ImageSource, PreprocessConfig, decode, normalize
+from models.preprocess import LUMA, ImageSource, PreprocessConfig, decode, normalize
 
 CLASS_NAMES = ("not_hotdog", "hotdog")
 #: Grad-CAM value (hotdog-margin logits) shown as full heat: a region that clearly says hotdog.
 GRADCAM_SCALE = 8.0
+#: A verdict within this distance of the threshold is a guess, shown as "not sure".
+NOT_SURE_MARGIN = 0.15
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One verdict. ``label`` is ``"hotdog"`` or ``"not_hotdog"``; ``p_hotdog`` in [0, 1]."""
+    """One verdict. ``label`` is ``"hotdog"`` or ``"not_hotdog"``; ``p_hotdog`` in [0, 1];
+    ``sure`` is False when ``p_hotdog`` lies within ``NOT_SURE_MARGIN`` of the threshold."""
 
     label: str
     p_hotdog: float
+    sure: bool = True
 
     @property
     def is_hotdog(self) -> bool:
@@ -47,7 +50,8 @@ class Prediction:
 class Explanation:
     """Why the model said what it said about one image.
 
-    image: ``(size, size, 3) uint8``, the image exactly as the model saw it.
+    image: ``(size, size, 3) uint8``, the image exactly as the model saw it (gray for a
+        grayscale model).
     saliency: ``(size, size) float32`` in [0, 1]: where the evidence for the verdict is.
         ``method`` "smoothgrad": how much each pixel moves the hotdog score (mean absolute
         input gradient over a few noisy copies, lightly blurred, scaled to its own top).
@@ -101,7 +105,8 @@ class Classifier:
 
     def verdict(self, p_hotdog: float) -> Prediction:
         label = CLASS_NAMES[1] if p_hotdog >= self.threshold else CLASS_NAMES[0]
-        return Prediction(label, float(p_hotdog))
+        sure = abs(p_hotdog - self.threshold) >= NOT_SURE_MARGIN
+        return Prediction(label, float(p_hotdog), sure)
 
     # ------------------------------------------------------------------ images
     def predict(self, image: ImageSource) -> Prediction:
@@ -117,17 +122,26 @@ class Classifier:
             return []
         return [self.verdict(p) for p in self.p_hotdog_uint8(self.uint8_batch(images))]
 
+    @property
+    def explainer(self) -> str:
+        """How ``explain`` explains: "gradcam" for networks with ``features`` and
+        ``classify`` (the convolutional ones), else "smoothgrad"."""
+        convolutional = hasattr(self.model, "features") and hasattr(self.model, "classify")
+        return "gradcam" if convolutional else "smoothgrad"
+
     def explain(self, image: ImageSource, samples: int = 8, noise: float = 0.1) -> Explanation:
         """Where in one image the evidence for the verdict lies (see ``Explanation``).
 
-        Pretrained EfficientNets get Grad-CAM (one forward pass and a backward through the
-        classifier only); other networks get SmoothGrad over ``samples`` noisy copies (noise
-        std ``noise`` in normalised units). Computed on a graph of its own; the model's
-        parameters are not touched.
+        Convolutional networks (they have ``features`` and ``classify``) get Grad-CAM, one
+        forward pass and a backward through the classifier only; others (the MLP) get
+        SmoothGrad over ``samples`` noisy copies (noise std ``noise`` in normalised units).
+        Computed on a graph of its own; the model's parameters are not touched.
         """
         rgb = self.uint8_batch([image])
         x = normalize(rgb, self.preprocess)
-        if isinstance(self.model, EfficientNetLite):
+        if self.preprocess.grayscale:  # show what the model saw: its one luma channel
+            rgb = np.repeat(np.rint(rgb @ LUMA).astype(np.uint8)[..., None], 3, axis=-1)
+        if self.explainer == "gradcam":
             return self._gradcam(rgb, x)
         rng = np.random.default_rng(0)  # fixed: the same image always gets the same map
         noisy = x + rng.normal(0, noise, (samples, *x.shape[1:])).astype(np.float32)

@@ -293,7 +293,7 @@ class TestClassify:
         assert all(any(name.replace(".", "\\.") in c for c in captions) for name, _ in files)
         images = app.get("image")
         assert any("What the model sees (64×64)" in cap for im in images for cap in im.captions)
-        assert any("saliency" in cap for im in images for cap in im.captions)
+        assert any("Where it looked" in cap for im in images for cap in im.captions)
 
     def test_click_example(self, app: AppTest, random_models: Path) -> None:
         app.button(key="example-cat.jpg").click().run()
