@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
-from PIL import Image, ImageOps
+from PIL import Image
 
 import models
 from micrograd.engine import Value
@@ -57,28 +57,50 @@ HEIF_SUPPORTED = importlib.util.find_spec("pillow_heif") is not None
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"] + (
     ["heic", "heif"] if HEIF_SUPPORTED else []
 )
+#: Largest photo classified, in MB. Streamlit's own limit (``server.maxUploadSize``) is set
+#: higher, so that a bigger file still reaches the app and gets a message in words.
+PHOTO_LIMIT_MB = 25
 
-#: Noisy copies averaged for each SmoothGrad map (from-scratch models): 8 keeps a 12 MP photo
-#: well under a second. Pretrained models explain with Grad-CAM, which needs no copies.
+#: Noisy copies averaged for each SmoothGrad map (the MLP): 8 keeps a 12 MP photo well under
+#: a second. Convolutional networks explain with Grad-CAM, which needs no copies.
 SALIENCY_SAMPLES = 8
-#: Side of the enlarged model view and saliency map, in pixels.
+#: Side of the enlarged model view and heat map, in pixels.
 DISPLAY_SIZE = 256
 #: Results remembered per visitor (keyed by model and image content), so reruns are instant.
 RESULTS_PER_SESSION = 64
-
-#: How each explanation method is named under its picture.
-METHOD_NAMES = {"gradcam": "Grad-CAM", "smoothgrad": "saliency"}
+#: Photos smaller than this (shorter side, pixels) get a warning: too little to judge.
+TINY_SIDE = 64
+#: A model view whose pixels vary less than this (standard deviation, 0-255) is nearly blank.
+UNIFORM_STD = 6.0
 
 HOTDOG_TEXT = "🌭 Hotdog"
 NOT_HOTDOG_TEXT = "Not hotdog"
+NOT_SURE_TEXT = "🤔 Not sure"
+
+#: One plain line on each figure of the model card.
+METRIC_HELP = {
+    "Accuracy": "the share of held-out photos it got right.",
+    "Balanced accuracy": "the mean of its accuracy on hotdogs and on everything else, so "
+    "being right on the many non-hotdogs can't hide missed hotdogs.",
+    "ROC AUC": "the chance that a random hotdog photo scores higher than a random other photo "
+    "(1 is perfect, 0.5 is a coin toss).",
+}
+
+#: What a model is, by the architecture its card records, for the picker and the compare view.
+KINDS = {
+    "efficientnet_lite": "ImageNet network, fine-tuned",
+    "resnet": "CNN trained from scratch",
+    "mlp": "baseline: MLP on gray pixels",
+}
 
 
 #: The how-it-works paragraph on each explanation method.
 EXPLAINERS = {
     "gradcam": (
-        "The heat map is Grad-CAM: the network's last 7×7 grid of features, each cell weighted "
-        "by how much it raises the hotdog score. It uses one fixed scale for every photo, so a "
-        "dark map means no part of the photo looked like a hotdog."
+        "The heat map is Grad-CAM: the network's last grid of features (7×7 cells for the "
+        "pretrained network), each cell weighted by how much it raises the hotdog score. It "
+        "uses one fixed scale for every photo, so a dark map means no part of the photo looked "
+        "like a hotdog."
     ),
     "smoothgrad": (
         "The saliency map is the gradient of the hotdog score with respect to every input "
@@ -147,8 +169,15 @@ def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
 
 
 def verdict_text(prediction: models.Prediction) -> str:
-    """The verdict as shown: ``"🌭 Hotdog"`` or ``"Not hotdog"``."""
+    """The verdict as shown: ``"🌭 Hotdog"``, ``"Not hotdog"`` or ``"🤔 Not sure"``."""
+    if not prediction.sure:
+        return NOT_SURE_TEXT
     return HOTDOG_TEXT if prediction.is_hotdog else NOT_HOTDOG_TEXT
+
+
+def legend(width: int = DISPLAY_SIZE, height: int = 14) -> np.ndarray:
+    """The heat map's colour scale, none to strong, as a ``uint8 (height, width, 3)`` strip."""
+    return np.repeat(colormap(np.linspace(0.0, 1.0, width))[None], height, axis=0)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$])")
@@ -157,11 +186,6 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$])")
 def escape_markdown(text: str) -> str:
     """Backslash-escape Markdown so a file name is shown as typed, never as a link or markup."""
     return _MARKDOWN_SPECIAL.sub(r"\\\1", text.replace("\n", " "))
-
-
-def upload_limit_mb() -> int:
-    """Streamlit's per-file upload limit (``server.maxUploadSize``), in MB."""
-    return int(st.get_option("server.maxUploadSize"))
 
 
 # ------------------------------------------------------------------------------ models
@@ -213,41 +237,75 @@ class Photo:
     data: bytes
 
 
-def classify(classifier: models.Classifier, data: bytes) -> models.Explanation | str:
-    """Verdict and saliency for one encoded image, or a one-line message saying why not."""
-    limit = upload_limit_mb()
-    if len(data) > limit * 1024 * 1024:
-        return f"the file is larger than the {limit} MB limit"
+@dataclass(frozen=True)
+class Result:
+    """A classified photo: the explanation, and warnings about the photo itself."""
+
+    explanation: models.Explanation
+    warnings: tuple[str, ...] = ()
+
+
+def rejection(photo: Photo) -> str | None:
+    """Why a file cannot be classified before decoding it (what, why, what to do), or None."""
+    size_mb = len(photo.data) / 2**20
+    if size_mb > PHOTO_LIMIT_MB:
+        return (
+            f"this file is {size_mb:.0f} MB, over the {PHOTO_LIMIT_MB} MB limit. Resize or "
+            "compress the photo (a phone's 'medium' size is plenty) and upload it again."
+        )
+    extension = Path(photo.name).suffix.lower().lstrip(".")
+    if extension == "svg" or photo.data.lstrip()[:5] in (b"<svg ", b"<?xml"):
+        return (
+            "SVG is a drawing format, not a photo, so it can't be classified. Export it as "
+            "PNG or JPEG and upload that."
+        )
+    if extension in ("heic", "heif") and not HEIF_SUPPORTED:
+        return (
+            "HEIC photos can't be read on this server. Export the photo as JPEG (on an iPhone: "
+            "Settings > Camera > Formats > Most Compatible) and upload that."
+        )
+    return None
+
+
+def photo_warnings(image: Image.Image, explanation: models.Explanation) -> tuple[str, ...]:
+    """Warnings about a photo that make its verdict less trustworthy."""
+    found = []
+    if min(image.size) < TINY_SIDE:
+        found.append(
+            f"This photo is only {image.width}×{image.height} pixels: too small to judge "
+            "reliably. A bigger photo gives a better answer."
+        )
+    if float(np.std(explanation.image)) < UNIFORM_STD:
+        found.append("This photo is nearly blank: there is little in it to judge.")
+    return tuple(found)
+
+
+def classify(classifier: models.Classifier, photo: Photo) -> Result | str:
+    """Verdict and explanation for one photo, or a message in words saying why not."""
+    refused = rejection(photo)
+    if refused:
+        return refused
     try:
-        image = load_image(data, draft_size=classifier.preprocess.size)
-        return classifier.explain(image, samples=SALIENCY_SAMPLES)
+        image = load_image(photo.data, draft_size=classifier.preprocess.size)
+        explanation = classifier.explain(image, samples=SALIENCY_SAMPLES)
+        return Result(explanation, photo_warnings(image, explanation))
     except models.ImageError as exc:
-        return str(exc)
+        formats = ", ".join(t.upper() for t in IMAGE_TYPES if t not in ("jpeg", "tif", "heif"))
+        return f"{exc}. Upload a photo as {formats}."
     except Exception:
         log.exception("classifying an upload failed")
-        return "this file could not be classified (unexpected error)"
+        return "this file could not be classified (unexpected error). Try another photo."
 
 
-def remembered_result(
-    classifier: models.Classifier, model_key: str, photo: Photo
-) -> models.Explanation | str:
+def remembered_result(classifier: models.Classifier, model_key: str, photo: Photo) -> Result | str:
     """``classify`` with a small per-session memory, so a rerun doesn't recompute old photos."""
-    results: dict[tuple[str, str], models.Explanation | str] = st.session_state.setdefault(
-        "results", {}
-    )
+    results: dict[tuple[str, str], Result | str] = st.session_state.setdefault("results", {})
     key = (model_key, hashlib.sha256(photo.data).hexdigest())
     if key not in results:
-        results[key] = classify(classifier, photo.data)
+        results[key] = classify(classifier, photo)
         while len(results) > RESULTS_PER_SESSION:
             del results[next(iter(results))]
     return results[key]
-
-
-@st.cache_data(show_spinner=False)
-def example_thumbnail(path: str) -> np.ndarray:
-    """A square ``uint8 (160, 160, 3)`` thumbnail of an example image."""
-    with Image.open(path) as img:
-        return np.asarray(ImageOps.fit(img.convert("RGB"), (160, 160)))
 
 
 def example_paths() -> dict[str, Path]:
@@ -255,44 +313,35 @@ def example_paths() -> dict[str, Path]:
     return {name: EXAMPLES_DIR / name for name in EXAMPLES if (EXAMPLES_DIR / name).is_file()}
 
 
-def choose_example(name: str) -> None:
-    """Button callback: remember the chosen example for this session."""
-    st.session_state["example"] = name
-
-
-def input_widgets() -> list[Photo]:
-    """Draw the uploader, the camera switch and the examples; return the photos to classify."""
-    limit = upload_limit_mb()
+def upload_widget() -> list[Photo]:
+    """The uploader; every file reaches the app, so each rejection gets a message in words."""
+    formats = ", ".join(t.upper() for t in IMAGE_TYPES if t not in ("jpeg", "tif", "heif"))
     uploads = st.file_uploader(
         "Upload photos",
-        type=IMAGE_TYPES,
         accept_multiple_files=True,
         key="uploads",
-        help=f"Up to {limit} MB per file: " + ", ".join(t.upper() for t in IMAGE_TYPES) + ".",
+        help=f"Photos up to {PHOTO_LIMIT_MB} MB each: {formats}."
+        + (" iPhone HEIC photos work too." if HEIF_SUPPORTED else ""),
     )
-    photos = [Photo(f.name, f.getvalue()) for f in uploads or []]
+    return [Photo(f.name, f.getvalue()) for f in uploads or []]
 
+
+def other_inputs() -> list[Photo]:
+    """The camera switch and the examples (tap an example again to put it away)."""
+    photos = []
     # The camera widget only exists while the switch is on, so the browser asks for camera
     # access only when the visitor wants it.
     if st.toggle("📷 Take a photo with the camera", key="camera_on"):
         shot = st.camera_input("Take a photo", key="camera")
         if shot is not None:
             photos.append(Photo("camera photo", shot.getvalue()))
-
     examples = example_paths()
-    if examples:
-        st.markdown("**…or try an example:**")
-        for col, (name, path) in zip(st.columns(len(examples)), examples.items(), strict=True):
-            with col:
-                st.image(example_thumbnail(str(path)), width="stretch")
-                st.button(
-                    EXAMPLES[name],
-                    key=f"example-{name}",
-                    on_click=choose_example,
-                    args=(name,),
-                    width="stretch",
-                )
-    chosen = st.session_state.get("example")
+    chosen = st.pills(
+        "…or try an example (tap again to remove it)",
+        list(examples),
+        format_func=lambda name: EXAMPLES[name],
+        key="example",
+    )
     if chosen in examples:
         photos.append(Photo(f"example: {EXAMPLES[chosen]}", examples[chosen].read_bytes()))
     return photos
@@ -301,44 +350,96 @@ def input_widgets() -> list[Photo]:
 # ----------------------------------------------------------------------------- results
 
 
-def show_result(photo: Photo, result: models.Explanation | str) -> None:
-    """One photo: verdict and probability, the model's view, and the saliency overlay."""
+def show_result(i: int, photo: Photo, result: Result | str, classifier: models.Classifier) -> None:
+    """Photo ``i``: the verdict heading first, then its chance, warnings and pictures, in a
+    container keyed ``verdict-<i>``."""
     name = escape_markdown(photo.name)
-    if isinstance(result, str):
-        st.error(f"**{name}**: {result}", icon="⚠️")
-        return
-    p = result.prediction.p_hotdog
-    size = result.image.shape[0]
-    with st.container(border=True):
-        verdict_col, seen_col, saliency_col = st.columns([1.2, 1, 1], vertical_alignment="center")
-        with verdict_col:
-            st.markdown(f"### {verdict_text(result.prediction)}")
-            st.caption(name)
-            st.progress(p, text=f"p(hotdog) = {p:.2f}")
-            st.caption(f"{result.prediction.confidence:.0%} sure")
+    with st.container(border=True, key=f"verdict-{i}"):
+        if isinstance(result, str):
+            st.error(f"**{name}** could not be classified: {result}", icon="⚠️")
+            return
+        explanation = result.explanation
+        prediction = explanation.prediction
+        p = prediction.p_hotdog
+        st.markdown(f"### {verdict_text(prediction)}")
+        st.caption(name)
+        st.progress(p, text=f"Chance it is a hotdog: {p:.0%}")
+        if not prediction.sure:
+            st.caption(
+                f"A {p:.0%} chance is too close to even to call: the model is guessing. "
+                "A closer, better-lit photo usually settles it."
+            )
+        for warning in result.warnings:
+            st.warning(warning, icon="🔎")
+        seen_col, heat_col = st.columns(2)
+        size = explanation.image.shape[0]
+        kind = "gray" if classifier.preprocess.grayscale else "colour"
         with seen_col:
             st.image(
-                enlarge(result.image),
-                caption=f"What the model sees ({size}×{size})",
+                enlarge(explanation.image),
+                caption=f"What the model sees ({size}×{size} {kind})",
+                alt=f"The photo as the model sees it: {size} by {size} {kind} pixels",
                 output_format="PNG",
                 width="stretch",
             )
-        with saliency_col:
+        with heat_col:
+            gradcam = explanation.method == "gradcam"
             st.image(
-                enlarge(overlay(result.image, result.saliency)),
-                caption=f"Where it looked ({METHOD_NAMES.get(result.method, result.method)})",
+                enlarge(overlay(explanation.image, explanation.saliency)),
+                caption="Where it looked (Grad-CAM)" if gradcam else "Where it looked (saliency)",
+                alt="Heat map over the photo: brighter where the model found hotdog evidence",
                 output_format="PNG",
                 width="stretch",
             )
+            st.image(legend(), width="stretch", alt="Colour scale from no evidence to strong")
+            st.caption(
+                "dark: no hotdog evidence · bright: strong (one scale for every photo)"
+                if gradcam
+                else "bright: the pixels that move the score most (scaled per photo)"
+            )
 
 
-def show_results(classifier: models.Classifier, model_key: str, photos: list[Photo]) -> None:
-    """Classify and show every photo; a bad one gets its own error and the rest carry on."""
-    if not photos:
-        st.info("Upload a photo, take one with the camera, or pick an example.")
-        return
+def show_comparison(directory: Path, photos: list[Photo]) -> None:
+    """Every model's verdict on every photo, side by side, with its held-out accuracy."""
+    import pandas as pd
+
+    loaded = [(name, *get_classifier(directory, name)) for name in models.available(directory)]
     for photo in photos:
-        show_result(photo, remembered_result(classifier, model_key, photo))
+        rows = []
+        for name, classifier, key in loaded:
+            result = remembered_result(classifier, key, photo)
+            if isinstance(result, str):
+                continue
+            prediction = result.explanation.prediction
+            accuracy = classifier.card.balanced_accuracy
+            rows.append(
+                {
+                    "model": name,
+                    "what it is": model_kind(classifier.card),
+                    "verdict": verdict_text(prediction),
+                    "chance of hotdog": f"{prediction.p_hotdog:.0%}",
+                    "held-out balanced accuracy": "" if accuracy is None else f"{accuracy:.0%}",
+                }
+            )
+        if rows:
+            st.markdown(f"**{escape_markdown(photo.name)}**")
+            st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
+
+
+def model_kind(card: models.ModelCard) -> str:
+    """What a model is, in a few words, by the architecture its card records."""
+    architecture = card.architecture or {}
+    return KINDS.get(str(architecture.get("type")), "a trained classifier")
+
+
+def model_label(directory: Path, name: str) -> str:
+    """The picker's line for a model, from its card alone (no weights are loaded for it):
+    name, what it is and its held-out balanced accuracy."""
+    card = models.read_card(directory / f"{name}.npz")
+    accuracy = card.balanced_accuracy
+    score = "" if accuracy is None else f", {accuracy:.0%} balanced accuracy held out"
+    default = " (default)" if name == models.DEFAULT_MODEL else ""
+    return f"{name}{default}: {model_kind(card)}{score}"
 
 
 # -------------------------------------------------------------------------- other tabs
@@ -364,7 +465,13 @@ def show_model_card(classifier: models.Classifier) -> None:
     ]
     if shown:
         for col, (label, value) in zip(st.columns(len(shown)), shown, strict=True):
-            col.metric(label, f"{value:.1%}" if label != "ROC AUC" else f"{value:.3f}")
+            shown_value = f"{value:.1%}" if label != "ROC AUC" else f"{value:.3f}"
+            col.metric(label, shown_value, help=METRIC_HELP[label])
+        st.caption(
+            " ".join(
+                f"**{label}**: {METRIC_HELP[label]}" for label, _ in shown if label != "Accuracy"
+            )
+        )
     if card.training_summary():
         st.caption(card.training_summary())
     if card.confusion:
@@ -382,11 +489,11 @@ def show_model_card(classifier: models.Classifier) -> None:
         losses = [c for c in ("train_loss", "val_loss") if frame[c].notna().any()]
         scores = [c for c in ("val_accuracy", "val_balanced_accuracy") if frame[c].notna().any()]
         if losses:
-            st.markdown("**Loss per epoch**")
-            st.line_chart(frame[losses], x_label="epoch", height=240)
+            st.markdown("**Loss per epoch** (lower is better)")
+            st.line_chart(frame[losses], x_label="epoch", y_label="cross-entropy loss", height=240)
         if scores:
-            st.markdown("**Validation accuracy per epoch**")
-            st.line_chart(frame[scores], x_label="epoch", height=240)
+            st.markdown("**Held-out accuracy per epoch**")
+            st.line_chart(frame[scores], x_label="epoch", y_label="accuracy", height=240)
     if card.sources:
         st.markdown("**Data**: images per source, for training and held out")
         st.table(data_table(card))
@@ -459,13 +566,31 @@ each box shows a value and the gradient of the output with respect to it.
 # -------------------------------------------------------------------------------- page
 
 
+def classify_tab(directory: Path, name: str) -> None:
+    """Uploader, then the verdicts (so the newest answer is on screen without scrolling),
+    then the comparison switch, the camera and the examples."""
+    uploads = upload_widget()
+    results = st.container()
+    compare = st.toggle("Compare every model on these photos", key="compare")
+    photos = uploads + other_inputs()
+    # Loaded after the inputs are drawn, so the page paints before the model is ready.
+    classifier, model_key = get_classifier(directory, name)
+    with results:
+        if not photos:
+            st.info("Upload a photo, take one with the camera, or pick an example below.")
+        for i, photo in enumerate(photos):
+            show_result(i, photo, remembered_result(classifier, model_key, photo), classifier)
+        if compare and photos:
+            show_comparison(directory, photos)
+
+
 def main() -> None:
     """Draw the page: sidebar, then the Classify / Model card / How it works tabs."""
     st.set_page_config(page_title="Hotdog or not", page_icon="🌭", layout="centered")
     st.title("🌭 Hotdog or not?")
     st.caption(
-        "Neural networks that run on their own autograd engine: an ImageNet network fine-tuned "
-        "on hotdogs, and networks trained from scratch to compare."
+        "Neural networks on their own autograd engine: an ImageNet network fine-tuned on "
+        "hotdogs (the default), and networks trained from scratch to compare."
     )
 
     directory = models_dir()
@@ -473,29 +598,23 @@ def main() -> None:
     with st.sidebar:
         st.header("Settings")
         name = st.selectbox(
-            "Model",
-            names,
-            key="model",
-            format_func=lambda n: f"{n} (default)" if n == models.DEFAULT_MODEL else n,
+            "Model", names, key="model", format_func=lambda n: model_label(directory, n)
         )
         st.caption(
-            f"Upload limit: {upload_limit_mb()} MB per file. Photos are classified in memory "
-            "and never stored."
+            f"Photos up to {PHOTO_LIMIT_MB} MB each. They are classified in memory and never "
+            "stored."
         )
     if name is None:
         st.error(f"No model found in {directory}: expected NAME.npz with its NAME.json card.")
         st.stop()
 
-    classify_tab, card_tab, how_tab = st.tabs(["Classify", "Model card", "How it works"])
-    with classify_tab:
-        photos = input_widgets()
-    # Loaded after the inputs are drawn, so the page paints before the model is ready.
-    classifier, model_key = get_classifier(directory, name)
-    with classify_tab:
-        show_results(classifier, model_key, photos)
-    with card_tab:
+    classify, card, how = st.tabs(["Classify", "Model card", "How it works"])
+    with classify:
+        classify_tab(directory, name)
+    classifier, _ = get_classifier(directory, name)
+    with card:
         show_model_card(classifier)
-    with how_tab:
+    with how:
         show_how_it_works(classifier)
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "Prediction",
     "available",
     "load",
+    "read_card",
 ]
 
 
@@ -38,6 +39,16 @@ def available(directory: str | os.PathLike[str] = MODELS_DIR) -> list[str]:
     ``NAME.npz`` with its ``NAME.json`` card; the default model first."""
     names = sorted(p.stem for p in Path(directory).glob("*.npz") if p.with_suffix(".json").exists())
     return sorted(names, key=lambda n: n != DEFAULT_MODEL)
+
+
+def read_card(weights: str | os.PathLike[str]) -> ModelCard:
+    """The model card beside a weights file (``NAME.json`` next to ``NAME.npz``): empty when
+    there is none; a damaged one keeps what is readable and lists its ``problems``."""
+    path = Path(weights).with_suffix(".json")
+    try:
+        return ModelCard.from_json(read_json(path)) if path.exists() else ModelCard()
+    except ModelFileError as exc:
+        return ModelCard(problems=(str(exc),))
 
 
 def load(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> Classifier:
@@ -52,12 +63,7 @@ def load(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> Classifier:
     if path.suffix != ".npz" and not path.exists():
         path = MODELS_DIR / f"{name_or_path}.npz"
     state, config = load_model_file(path)
-    card_path = path.with_suffix(".json")
     try:
-        card = ModelCard.from_json(read_json(card_path)) if card_path.exists() else ModelCard()
-    except ModelFileError as exc:
-        card = ModelCard(problems=(str(exc),))
-    try:
-        return from_file(state, config, name=path.stem, card=card)
+        return from_file(state, config, name=path.stem, card=read_card(path))
     except (KeyError, ValueError, TypeError) as exc:
         raise ModelFileError(f"{path} does not match its architecture ({exc})") from None

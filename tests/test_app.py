@@ -9,12 +9,14 @@ real verdicts when ``models/hotdog_cnn.npz`` is present (and fails under
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import io
 import re
 import struct
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,7 +35,7 @@ EXAMPLES = ROOT / "examples" / "images"
 TIMEOUT = 120  # seconds per script run: generous for slow CI machines
 
 MLP_ARCH = {"type": "mlp", "in_features": 32 * 32, "hidden": [16], "num_classes": 2}
-VERDICTS = ("🌭 Hotdog", "Not hotdog")
+VERDICTS = ("🌭 Hotdog", "Not hotdog", "🤔 Not sure")
 
 
 # --------------------------------------------------------------------------- model fixtures
@@ -188,7 +190,13 @@ BAD_INPUTS: dict[str, tuple[str, Callable[[], bytes], str]] = {
     "truncated_jpeg": ("cut.jpg", truncated_jpeg, "truncated"),
     "text_as_jpg": ("notes.jpg", lambda: b"shopping list: buns, mustard\n" * 20, "not an image"),
     "decompression_bomb": ("bomb.png", lambda: huge_png(30000, 30000), "too large"),
-    "over_upload_limit": ("big.jpg", lambda: b"\xff\xd8" + b"\0" * (21 * 2**20), "20 MB"),
+    "over_photo_limit": ("big.jpg", lambda: b"\xff\xd8" + b"\0" * (26 * 2**20), "25 MB limit"),
+    "svg_drawing": (
+        "logo.svg",
+        lambda: b'<svg xmlns="http://www.w3.org/2000/svg"/>',
+        "PNG or JPEG",
+    ),
+    "word_document": ("menu.docx", lambda: b"PK\x03\x04" + b"\0" * 100, "Upload a photo as"),
 }
 
 ODD_BUT_VALID: dict[str, tuple[str, Callable[[], bytes]]] = {
@@ -216,11 +224,39 @@ def verdicts(at: AppTest) -> list[str]:
     return [m.value.removeprefix("### ") for m in at.markdown if m.value.startswith("### ")]
 
 
-def probabilities(at: AppTest) -> list[float]:
-    """``p(hotdog)`` of each result, from the progress bars' text."""
-    found = [re.fullmatch(r"p\(hotdog\) = (\d\.\d\d)", p.text) for p in at.get("progress")]
-    assert all(found), [p.text for p in at.get("progress")]
-    return [float(m.group(1)) for m in found if m]
+def probabilities(at: AppTest, photos: list[bytes], model: str = "hotdog_cnn") -> list[float]:
+    """The chance of hotdog of each photo under ``model``: the bars show whole percents, so
+    the exact values come from the session's results (keyed by model and content hash); the
+    bars must agree with them."""
+    results = at.session_state["results"]
+    exact = []
+    for data in photos:
+        digest = hashlib.sha256(data).hexdigest()
+        (result,) = [r for (m, h), r in results.items() if h == digest and f"/{model}.npz@" in m]
+        exact.append(result.explanation.prediction.p_hotdog)
+    bars = at.get("progress")
+    assert [bar.text for bar in bars] == [f"Chance it is a hotdog: {p:.0%}" for p in exact]
+    return exact
+
+
+def keyed_verdicts(at: AppTest) -> list[tuple[str, str]]:
+    """``(container key, verdict heading or error)`` for each ``verdict-<i>`` container."""
+    found: list[tuple[str, str]] = []
+
+    def walk(node: Any, key: str | None) -> None:
+        block_id = getattr(getattr(node, "proto", None), "id", "")
+        if isinstance(block_id, str) and re.search(r"-verdict-\d+$", block_id):
+            key = block_id.rsplit("-", 2)[-2] + "-" + block_id.rsplit("-", 1)[-1]
+        value = getattr(node, "value", None)
+        if key and node.type == "markdown" and str(value).startswith("### "):
+            found.append((key, value.removeprefix("### ")))
+        if (key and node.type == "exception") or (key and node.type == "error"):
+            found.append((key, "error"))
+        for child in getattr(node, "children", {}).values():
+            walk(child, key)
+
+    walk(at.main, None)
+    return found
 
 
 def errors(at: AppTest) -> list[str]:
@@ -246,14 +282,20 @@ class TestPage:
         assert [t.label for t in app.tabs] == ["Classify", "Model card", "How it works"]
         assert app.selectbox(key="model").value == "hotdog_cnn"
         assert app.selectbox(key="model").options[0].startswith("hotdog_cnn")
-        assert any("20 MB" in c.value for c in app.sidebar.caption)
+        assert any("25 MB" in c.value for c in app.sidebar.caption)
         assert any("Upload a photo" in i.value for i in app.info)
         assert verdicts(app) == [] and errors(app) == []
         uploader = app.file_uploader(key="uploads")
         assert uploader.accept_multiple_files
-        assert {"jpg", "png", "webp", "gif", "bmp", "tiff"} <= {
-            t.lstrip(".") for t in uploader.allowed_type
-        }
+        # every file reaches the app, so a refused one is explained in words, not a red "!"
+        assert not uploader.allowed_type
+        assert app.toggle(key="compare").value is False  # the comparison stays closed
+
+    def test_model_picker_says_what_each_model_is(self, app: AppTest) -> None:
+        cnn, mlp = app.selectbox(key="model").options
+        assert cnn.startswith("hotdog_cnn") and "CNN trained from scratch" in cnn
+        assert mlp.startswith("hotdog_mlp") and "baseline: MLP on gray pixels" in mlp
+        assert all("50% balanced accuracy held out" in label for label in (cnn, mlp))
 
     def test_camera_is_off_until_switched_on(self, app: AppTest) -> None:
         assert len(app.camera_input) == 0
@@ -267,6 +309,8 @@ class TestPage:
     def test_model_card_tab(self, app: AppTest) -> None:
         assert [m.label for m in app.metric] == ["Accuracy", "Balanced accuracy", "ROC AUC"]
         assert app.metric[0].value == "50.0%"
+        assert all(m.help for m in app.metric)
+        assert any("mean of its accuracy on hotdogs" in c.value for c in app.caption)
         assert len(app.table) == 2  # confusion matrix, images per source
         assert len(app.get("vega_lite_chart")) == 2  # losses, accuracies
         assert any("python -m training train" in c.value for c in app.code)
@@ -285,40 +329,69 @@ class TestClassify:
         upload(app, files)
         assert not app.exception and errors(app) == []
         assert len(verdicts(app)) == 3 and set(verdicts(app)) <= set(VERDICTS)
+        assert [k for k, _ in keyed_verdicts(app)] == ["verdict-0", "verdict-1", "verdict-2"]
         want = [expected_p(random_models, "hotdog_cnn", data) for _, data in files]
-        assert probabilities(app) == pytest.approx(want, abs=0.006)
+        assert probabilities(app, [d for _, d in files]) == pytest.approx(want, abs=0.006)
         for verdict, p in zip(verdicts(app), want, strict=True):
-            assert verdict == (VERDICTS[0] if p >= 0.5 else VERDICTS[1])
+            expected = VERDICTS[0] if p >= 0.5 else VERDICTS[1]
+            assert verdict == (expected if abs(p - 0.5) >= 0.15 else VERDICTS[2])
         captions = [c.value for c in app.caption]
         assert all(any(name.replace(".", "\\.") in c for c in captions) for name, _ in files)
         images = app.get("image")
-        assert any("What the model sees (64×64)" in cap for im in images for cap in im.captions)
+        assert any("What the model sees (64×64 colour)" in c for im in images for c in im.captions)
         assert any("Where it looked" in cap for im in images for cap in im.captions)
 
-    def test_click_example(self, app: AppTest, random_models: Path) -> None:
-        app.button(key="example-cat.jpg").click().run()
+    def test_click_example_and_dismiss_it(self, app: AppTest, random_models: Path) -> None:
+        app.pills(key="example").set_value("cat.jpg").run()
         assert not app.exception
         assert len(verdicts(app)) == 1
         assert any("example: Cat" in c.value for c in app.caption)
         want = expected_p(random_models, "hotdog_cnn", (EXAMPLES / "cat.jpg").read_bytes())
-        assert probabilities(app) == pytest.approx([want], abs=0.006)
+        cat = (EXAMPLES / "cat.jpg").read_bytes()
+        assert probabilities(app, [cat]) == pytest.approx([want], abs=0.006)
         # The choice sticks across reruns and switches to another example on click.
         app.run()
         assert len(verdicts(app)) == 1
-        app.button(key="example-rocket.jpg").click().run()
+        app.pills(key="example").set_value("rocket.jpg").run()
         assert any("example: Rocket" in c.value for c in app.caption)
         assert not any("example: Cat" in c.value for c in app.caption)
+        # tapping it again puts it away: nothing is left on the page
+        app.pills(key="example").set_value(None).run()
+        assert verdicts(app) == [] and any("Upload a photo" in i.value for i in app.info)
+
+    def test_example_stays_below_uploads_and_uploads_come_first(self, app: AppTest) -> None:
+        app.pills(key="example").set_value("cat.jpg").run()
+        upload(app, [("mine.png", encode(photo_like(120, 90), "PNG"))])
+        captions = [c.value for c in app.caption if "mine" in c.value or "example" in c.value]
+        assert captions[0].startswith("mine") and "example: Cat" in captions[1]
+
+    def test_compare_view_shows_every_model(self, app: AppTest) -> None:
+        upload(app, [("a.png", encode(photo_like(120, 90), "PNG"))])
+        assert len(app.dataframe) == 0
+        app.toggle(key="compare").set_value(True).run()
+        assert not app.exception
+        (table,) = app.dataframe
+        assert list(table.value.index) == ["hotdog_cnn", "hotdog_mlp"]
+        assert "held-out balanced accuracy" in table.value.columns
+
+    def test_unsure_tiny_and_blank_photos_say_so(self, app: AppTest) -> None:
+        blank = encode(Image.new("RGB", (40, 30), (120, 120, 120)), "PNG")
+        upload(app, [("blank.png", blank)])
+        warnings = [w.value for w in app.warning]
+        assert any("only 40×30 pixels" in w for w in warnings)
+        assert any("nearly blank" in w for w in warnings)
 
     def test_switch_model(self, app: AppTest, random_models: Path) -> None:
         data = encode(photo_like(200, 150), "JPEG")
         upload(app, [("a.jpg", data)])
-        cnn_p = probabilities(app)
+        cnn_p = probabilities(app, [data])
         app.selectbox(key="model").set_value("hotdog_mlp").run()
         assert not app.exception
         assert app.subheader[0].value == "Model card: hotdog_mlp"
         captions = [cap for im in app.get("image") for cap in im.captions]
-        assert "What the model sees (32×32)" in captions
-        mlp_p = probabilities(app)
+        assert "What the model sees (32×32 gray)" in captions
+        assert "Where it looked (saliency)" in captions
+        mlp_p = probabilities(app, [data], "hotdog_mlp")
         assert mlp_p == pytest.approx([expected_p(random_models, "hotdog_mlp", data)], abs=0.006)
         assert mlp_p != cnn_p
         assert any("Flatten" in c.value for c in app.code)
@@ -328,6 +401,13 @@ class TestClassify:
         (message,) = errors(app)
         assert "\\[click\\]\\(http://example\\.com\\) \\*x\\*\\.png" in message
 
+    def test_not_sure_band(self, app: AppTest) -> None:
+        import app as app_module
+
+        unsure = models.Prediction("hotdog", 0.58, sure=False)
+        assert app_module.verdict_text(unsure) == "🤔 Not sure"
+        assert app_module.verdict_text(models.Prediction("hotdog", 0.9)) == "🌭 Hotdog"
+
     def test_twelve_megapixel_jpeg(self, app: AppTest, twelve_mp_jpeg: bytes) -> None:
         upload(app, [("camera.jpg", twelve_mp_jpeg)])
         assert not app.exception and errors(app) == []
@@ -336,7 +416,7 @@ class TestClassify:
     def test_exif_orientation_is_applied(self, app: AppTest, random_models: Path) -> None:
         rotated, upright, raw = exif_rotated_pair()
         upload(app, [("rotated.png", rotated), ("upright.png", upright), ("raw.png", raw)])
-        p_rotated, p_upright, p_raw = probabilities(app)
+        p_rotated, p_upright, p_raw = probabilities(app, [rotated, upright, raw])
         assert p_rotated == p_upright
         assert p_raw != p_upright  # so the check above could fail
         assert p_raw == pytest.approx(expected_p(random_models, "hotdog_cnn", raw), abs=0.006)
@@ -354,6 +434,8 @@ class TestInputs:
         assert name.replace(".", "\\.") in message
         assert "Traceback" not in message and "\n" not in message
         assert len(verdicts(app)) == 2  # the good files around it are still classified
+        # ...and the error sits in the place of its file, between the two
+        assert [v for _, v in keyed_verdicts(app)][1] == "error"
 
     @pytest.mark.parametrize("case", ODD_BUT_VALID, ids=list(ODD_BUT_VALID))
     def test_odd_but_valid_file_is_classified(self, app: AppTest, case: str) -> None:
@@ -424,14 +506,15 @@ class TestHelpers:
 
         classifier = models.load(random_models / "hotdog_cnn.npz")
         photos = [encode(photo_like(100, 80, seed=s), "PNG") for s in range(6)]
-        alone = [app_module.classify(classifier, data) for data in photos]
+        photos = [app_module.Photo(f"{i}.png", data) for i, data in enumerate(photos)]
+        alone = [app_module.classify(classifier, photo) for photo in photos]
         with concurrent.futures.ThreadPoolExecutor(len(photos)) as pool:
-            together = list(pool.map(lambda data: app_module.classify(classifier, data), photos))
+            together = list(pool.map(lambda photo: app_module.classify(classifier, photo), photos))
         for one, other in zip(alone, together, strict=True):
-            assert isinstance(other, models.Explanation), other
-            assert isinstance(one, models.Explanation)
-            assert other.prediction == one.prediction
-            np.testing.assert_array_equal(other.saliency, one.saliency)
+            assert isinstance(other, app_module.Result), other
+            assert isinstance(one, app_module.Result)
+            assert other.explanation.prediction == one.explanation.prediction
+            np.testing.assert_array_equal(other.explanation.saliency, one.explanation.saliency)
 
 
 # --------------------------------------------------------------------------- shipped models
@@ -466,7 +549,7 @@ class TestShippedModels:
         ],
     )
     def test_example_verdicts(self, shipped_app: AppTest, example: str, verdict: str) -> None:
-        shipped_app.button(key=f"example-{example}").click().run()
+        shipped_app.pills(key="example").set_value(example).run()
         assert not shipped_app.exception
         assert verdicts(shipped_app) == [verdict]
 
