@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import math
 import os
 import secrets
 import zipfile
@@ -109,13 +110,29 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
         config = json.loads(str(arrays.pop(CONFIG_KEY)))
     except json.JSONDecodeError as exc:
         raise ModelFileError(f"{path} has a corrupt model config ({exc})") from None
+    if not isinstance(config, dict):
+        raise ModelFileError(f"{path} has a corrupt model config (not an object)")
+    for name, array in arrays.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise ModelFileError(f"{path} holds NaN or infinite values in {name}: a diverged run")
     return arrays, config
 
 
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as pretty JSON atomically."""
+    """Write ``obj`` as pretty, strict JSON atomically (NaN and infinities become null, which
+    every JSON reader accepts)."""
     with atomic_write(path) as f:
-        f.write((json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+        f.write((json.dumps(_strict(obj), indent=2, allow_nan=False) + "\n").encode())
+
+
+def _strict(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_strict(v) for v in obj]
+    return obj
 
 
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:

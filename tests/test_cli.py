@@ -259,3 +259,49 @@ def test_fetch_from_a_local_archive(env: dict[str, str], data: Path, tmp_path: P
 
     unknown = run(env, "fetch", "no-such-dataset", "--dest", str(dest))
     assert "unknown dataset" in assert_clean_error(unknown)
+
+
+# ------------------------------------------------------------------------------- hardening
+
+
+@pytest.mark.parametrize("option", ["--lr", "--source-power", "--weight-decay", "--grad-clip"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_non_finite_hyperparameters_are_refused_at_once(
+    env: dict[str, str], data: Path, tmp_path: Path, option: str, value: str
+) -> None:
+    proc = run(env, "train", "--data", str(data), "--out", str(tmp_path / "m"), f"{option}={value}")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"{option}: must be a finite number" in proc.stderr.strip().splitlines()[-1]
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_diverged_run_fails_loudly_and_saves_nothing(
+    env: dict[str, str], data: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "diverged"
+    proc = run(env, "train", "--data", str(data), "--out", str(out), "--epochs", "3", *TINY,
+               "--lr", "1e6", "--grad-clip", "0", "--optimizer", "sgd")  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "training diverged" in proc.stderr.strip().splitlines()[-1]
+    assert "warning" not in proc.stderr  # numpy's overflow chatter is not the message
+    assert not out.with_suffix(".npz").exists() and not out.with_suffix(".json").exists()
+
+
+def test_non_finite_weights_are_refused_when_loading(trained: Path, tmp_path: Path) -> None:
+    state, config = models.io.load_model_file(trained)
+    name = next(iter(state))
+    state[name] = state[name].copy()
+    state[name].flat[0] = np.nan
+    bad = models.io.save_model(tmp_path / "nan.npz", state, config, {"metrics": {"loss": np.nan}})
+    with pytest.raises(models.ModelFileError, match="NaN or infinite"):
+        models.load(bad)
+    assert '"loss": null' in bad.with_suffix(".json").read_text()  # strict JSON, not NaN
+
+
+def test_predict_streams_in_batches(env: dict[str, str], trained: Path, data: Path) -> None:
+    images = sorted(str(p) for p in data.rglob("*.png"))
+    assert len(images) > 32  # more than one batch
+    proc = run(env, "predict", "--weights", str(trained), *images)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert [line.split("\t")[0] for line in lines] == images

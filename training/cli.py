@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -29,7 +30,7 @@ from tqdm import tqdm
 from models import DEFAULT_MODEL, MODELS_DIR, Classifier, ImageError, ModelFileError
 from models import load as load_classifier
 from training.data import Dataset, DatasetError, load_dataset
-from training.loop import Callback, CheckpointError, checkpoint_epoch
+from training.loop import Callback, CheckpointError, TrainingDiverged, checkpoint_epoch
 from training.metrics import accuracy_by_group, summarize
 from training.pretrained import DEFAULT_PATH as DEFAULT_PRETRAINED
 from training.recipes import (
@@ -43,6 +44,8 @@ from training.recipes import (
 )
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+#: Images ``predict`` decodes and scores at a time.
+PREDICT_BATCH = 32
 DEFAULT_WEIGHTS = MODELS_DIR / f"{DEFAULT_MODEL}.npz"
 
 
@@ -176,6 +179,20 @@ def _report(outcome: Outcome) -> None:
     )
 
 
+def _without_notes(argv: Sequence[str]) -> list[str]:
+    """``argv`` less ``--notes TEXT`` (the card keeps the notes on their own), so the recorded
+    command reads without a paragraph of shell quoting."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--notes":
+            skip = True
+        elif not arg.startswith("--notes="):
+            out.append(arg)
+    return out
+
+
 def _train_options(args: argparse.Namespace, argv: Sequence[str]) -> TrainOptions:
     architecture = None
     if args.arch_json:
@@ -190,7 +207,7 @@ def _train_options(args: argparse.Namespace, argv: Sequence[str]) -> TrainOption
         **{name: getattr(args, name) for name in names},
         architecture=architecture,
         augment=not args.no_augment,
-        command=command_line(argv),
+        command=command_line(_without_notes(argv)),
     )
 
 
@@ -300,18 +317,20 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_predict(args: argparse.Namespace, argv: Sequence[str]) -> int:
     clf = _load_weights(args.weights)
-    decoded: list[tuple[str, np.ndarray]] = []
     failed = 0
-    for path in args.images:
-        try:
-            decoded.append((path, clf.uint8_batch([path])[0]))
-        except ImageError as exc:
-            print(f"{path}: {exc}", file=sys.stderr)
-            failed += 1
-    if decoded:
-        p = clf.p_hotdog_uint8(np.stack([im for _, im in decoded]))
-        for (path, _), p_hotdog in zip(decoded, p, strict=True):
-            print(f"{path}\t{clf.verdict(float(p_hotdog)).label}\t{p_hotdog:.4f}")
+    # In batches, printed as they are done: memory does not grow with the number of files.
+    for start in range(0, len(args.images), PREDICT_BATCH):
+        decoded: list[tuple[str, np.ndarray]] = []
+        for path in args.images[start : start + PREDICT_BATCH]:
+            try:
+                decoded.append((path, clf.uint8_batch([path])[0]))
+            except ImageError as exc:
+                print(f"{path}: {exc}", file=sys.stderr)
+                failed += 1
+        if decoded:
+            p = clf.p_hotdog_uint8(np.stack([im for _, im in decoded]))
+            for (path, _), p_hotdog in zip(decoded, p, strict=True):
+                print(f"{path}\t{clf.verdict(float(p_hotdog)).label}\t{p_hotdog:.4f}", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -358,8 +377,18 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _finite(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
 def _fraction(text: str) -> float:
-    value = float(text)
+    value = _finite(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), not {value}")
     return value
@@ -394,13 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--epochs", type=_positive_int, help="default: the preset's")
     t.add_argument("--batch-size", type=_positive_int, help="default 64")
-    t.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
-    t.add_argument("--weight-decay", type=float, help="default: the preset's")
+    t.add_argument("--lr", type=_finite, help="peak learning rate (default: the preset's)")
+    t.add_argument("--weight-decay", type=_finite, help="default: the preset's")
     t.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
-    t.add_argument("--warmup-epochs", type=float, help="default: the preset's (1)")
-    t.add_argument("--min-lr", type=float, default=0.0)
-    t.add_argument("--label-smoothing", type=float, help="default: the preset's")
-    t.add_argument("--grad-clip", type=float, default=5.0, help="max gradient norm (0 = off)")
+    t.add_argument("--warmup-epochs", type=_finite, help="default: the preset's (1)")
+    t.add_argument("--min-lr", type=_finite, default=0.0)
+    t.add_argument("--label-smoothing", type=_finite, help="default: the preset's")
+    t.add_argument("--grad-clip", type=_finite, default=5.0, help="max gradient norm (0 = off)")
     t.add_argument(
         "--class-weights",
         action="store_true",
@@ -408,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--source-power",
-        type=float,
+        type=_finite,
         help="balanced batches draw each source by count ** P: 1 natural mix, "
         "0 every source equally, 0.5 in between (default: the preset's)",
     )
@@ -517,6 +546,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (UsageError, DatasetError, ModelFileError, CheckpointError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except TrainingDiverged as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_FAILED
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED

@@ -49,6 +49,10 @@ CHECKPOINT_VERSION = 1
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
+class TrainingDiverged(ArithmeticError):
+    """The loss or the weights stopped being finite numbers (one-line message)."""
+
+
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, or from a different run (one-line message)."""
 
@@ -530,9 +534,11 @@ def fit_rows(
             cb.on_epoch_start(epoch, steps)
         epoch_start = time.perf_counter()
         batches = epoch_batches(train.labels, config, rng, train.sources)
-        record = _train_epoch(
-            model, train, batches, optimizer, scheduler, config, weights, rng, callbacks, steps
-        )
+        # a diverging run overflows on its way to inf and nan: the checks below report it once
+        with np.errstate(over="ignore", invalid="ignore"):
+            record = _train_epoch(
+                model, train, batches, optimizer, scheduler, config, weights, rng, callbacks, steps
+            )
         record["epoch"] = epoch
         if val is not None:
             _score_epoch(model, val, record, run, epoch, config.patience)
@@ -541,6 +547,11 @@ def fit_rows(
         record["seconds"] = time.perf_counter() - epoch_start
         run.epoch = epoch
         run.history.append(record)
+        if not all(np.isfinite(p.numpy()).all() for p in optimizer.params):
+            raise TrainingDiverged(
+                f"the weights stopped being finite numbers in epoch {epoch}: training "
+                "diverged. Lower the learning rate; the checkpoint keeps the last finished epoch"
+            )
         if ckpt is not None:
             _save_checkpoint(ckpt, model, optimizer, scheduler, rng, run, config, fingerprint)
         for cb in callbacks:
@@ -580,6 +591,12 @@ def _train_epoch(
         x, y = train.train_inputs(idx, rng), train.labels[idx]
         logits = model(Tensor(x))
         loss = F.cross_entropy(logits, y, weight=weights, label_smoothing=config.label_smoothing)
+        if not math.isfinite(loss.item()):
+            raise TrainingDiverged(
+                f"the loss became {loss.item()} at step {step}: training diverged. Lower the "
+                "learning rate or keep gradient clipping on; the checkpoint keeps the last "
+                "finished epoch"
+            )
         optimizer.zero_grad()
         loss.backward()
         if config.grad_clip:
