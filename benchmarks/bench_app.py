@@ -43,6 +43,7 @@ import argparse
 import io
 import json
 import logging
+import shutil
 import socket
 import statistics
 import subprocess
@@ -67,7 +68,29 @@ from models.io import save_model
 from models.preprocess import PreprocessConfig, load_image
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
+
+
+def find_chromium() -> str | None:
+    """A Chromium to drive: ``$HOTDOG_CHROMIUM``, else ``chromium``, ``chromium-browser`` or
+    ``google-chrome`` on the PATH, else the browser Playwright installed itself; None if none."""
+    named = os.environ.get("HOTDOG_CHROMIUM")
+    if named:
+        return named if Path(named).exists() else None
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        found = shutil.which(name)
+        if found:
+            return found
+    try:
+        from playwright.sync_api import sync_playwright
+
+        with sync_playwright() as pw:
+            own = pw.chromium.executable_path
+        return own if own and Path(own).exists() else None
+    except Exception:  # no Playwright, or no browser of its own
+        return None
+
+
+CHROMIUM = find_chromium()
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -223,7 +246,7 @@ def bench_server(folder: Path, big_jpeg: Path, scratch: Path) -> dict[str, Any]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         sync_playwright = None
-    if sync_playwright is None or not Path(CHROMIUM).exists():
+    if sync_playwright is None or CHROMIUM is None:
         return bench_server_without_browser(folder, scratch)
 
     photos = [ROOT / "examples" / "images" / n for n in ("cat.jpg", "coffee.jpg", "hotdog.jpg")]
@@ -282,7 +305,7 @@ def bench_server_without_browser(folder: Path, scratch: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="warm repetitions (default 5)")
-    parser.add_argument("--models-dir", type=Path, help="folder holding hotdog_cnn.npz")
+    parser.add_argument("--models-dir", type=Path, help="folder holding the default model")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args()
 
