@@ -21,10 +21,18 @@ from models.card import ModelCard
 from models.preprocess import LUMA, ImageSource, PreprocessConfig, decode, normalize
 
 CLASS_NAMES = ("not_hotdog", "hotdog")
+#: Input pixels per forward pass when scoring many images: a network's activations grow with
+#: them, so 64 px images go 256 at a time and 224 px ones 20 at a time.
+EVAL_PIXELS = 2**20
 #: Grad-CAM value (hotdog-margin logits) shown as full heat: a region that clearly says hotdog.
 GRADCAM_SCALE = 8.0
 #: A verdict within this distance of the threshold is a guess, shown as "not sure".
 NOT_SURE_MARGIN = 0.15
+
+
+def eval_batch_size(size: int) -> int:
+    """Images of ``size x size`` per scoring pass (``EVAL_PIXELS`` of input, 1 to 256)."""
+    return max(1, min(256, EVAL_PIXELS // (size * size)))
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,10 @@ class Classifier:
         """Decode and resize images -> ``uint8 (N, size, size, 3)`` (what the model sees)."""
         return np.stack([decode(im, self.preprocess.size) for im in images])
 
-    def p_hotdog_uint8(self, batch: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """``uint8 (N, size, size, 3)`` -> ``(N,)`` probability of hotdog, in chunks."""
+    def p_hotdog_uint8(self, batch: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """``uint8 (N, size, size, 3)`` -> ``(N,)`` probability of hotdog, in chunks of
+        ``batch_size`` images (default: ``eval_batch_size`` for this input size)."""
+        batch_size = batch_size or eval_batch_size(self.preprocess.size)
         out = [
             self.p_hotdog_arrays(normalize(batch[i : i + batch_size], self.preprocess))
             for i in range(0, len(batch), batch_size)

@@ -492,7 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="default: the shipped CNN")
     e.add_argument("--data", nargs="+", required=True, metavar="DIR")
     e.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
-    e.add_argument("--batch-size", type=_positive_int, default=256)
+    e.add_argument(
+        "--batch-size", type=_positive_int, help="images per pass (default: by input size)"
+    )
     e.add_argument("--workers", type=_positive_int, help="decoding processes (default: all CPUs)")
     e.set_defaults(handler=cmd_evaluate)
 

@@ -37,14 +37,13 @@ import numpy as np
 from micrograd import Tensor, no_grad, optim
 from micrograd import functional as F
 from micrograd.nn import Module
+from models.classifier import eval_batch_size
 from models.io import ModelFileError, load_arrays, save_arrays
 from models.preprocess import PreprocessConfig, normalize
 from training.augment import Augmenter
 from training.data import Dataset, balanced_batches, class_weights
 from training.metrics import summarize
 
-#: Images per forward pass when scoring (memory, not results, depends on it).
-EVAL_BATCH = 256
 CHECKPOINT_VERSION = 1
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
@@ -267,12 +266,15 @@ class ImageRows(Rows):
         return h.hexdigest()
 
 
-def rows_logits(model: Module, rows: Rows, batch_size: int = EVAL_BATCH) -> np.ndarray:
-    """Serving-time logits ``float32 (N, 2)`` of every row, in eval mode, without a graph.
-
-    The model is put in eval mode and left there.
+def rows_logits(model: Module, rows: Rows, batch_size: int | None = None) -> np.ndarray:
+    """Serving-time logits ``float32 (N, 2)`` of every row, in eval mode, without a graph,
+    ``batch_size`` rows at a time (default: as many as ``models.classifier.EVAL_PIXELS`` of
+    input allow; memory, not results, depends on it). The model is left in eval mode.
     """
     model.eval()
+    if batch_size is None:
+        side = rows.eval_inputs(0, 1).shape[-1] if len(rows) else 1
+        batch_size = eval_batch_size(side)
     out = []
     with no_grad():
         for i in range(0, len(rows), batch_size):
