@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import warnings
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -169,17 +170,7 @@ def _open_source(source: ImageSource) -> IO[bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        try:
-            if path.is_file() and path.stat().st_size > MAX_FILE_BYTES:
-                raise ImageError(_file_too_large_message(path.stat().st_size))
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise ImageError(f"file not found: {path}") from None
-        except IsADirectoryError:
-            raise ImageError(f"not a file: {path}") from None
-        except OSError as exc:
-            raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
+        data = _read_path(Path(source))
     elif hasattr(source, "read"):
         try:
             if hasattr(source, "seek"):
@@ -200,6 +191,28 @@ def _open_source(source: ImageSource) -> IO[bytes]:
     # Reading everything up front (photos are a few MB) means no file handle outlives this
     # call, and a file object can be read again later.
     return io.BytesIO(data)
+
+
+def _read_path(path: Path) -> bytes:
+    """The bytes of a regular file (symlinks followed), at most ``MAX_FILE_BYTES`` + 1 of them.
+
+    Anything else is refused before it is opened: opening a FIFO blocks until someone writes
+    to it, and a device such as ``/dev/zero`` never ends.
+    """
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise ImageError(f"not a file: {path}")
+        if not stat.S_ISREG(info.st_mode):
+            raise ImageError(f"not a regular file (a pipe, socket or device): {path}")
+        if info.st_size > MAX_FILE_BYTES:
+            raise ImageError(_file_too_large_message(info.st_size))
+        with open(path, "rb") as f:
+            return f.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise ImageError(f"file not found: {path}") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _finish(img: Image.Image) -> Image.Image:

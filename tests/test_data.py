@@ -12,6 +12,7 @@ from PIL import Image
 
 import training.data as data
 from models.preprocess import image_to_uint8, load_image
+from tests.tiny_data import write_image_folder
 from training.data import (
     DatasetError,
     SkippedImagesWarning,
@@ -342,3 +343,11 @@ def test_balanced_batches_group_power_lifts_small_groups() -> None:
     assert abs(share[2] - 0.5) < 0.1  # power 0: each group gets an equal share per class
     for b in (lifted, equal):
         assert np.mean(labels[b]) == 0.5  # still half hotdog
+
+
+def test_a_fifo_in_a_training_folder_is_skipped_not_waited_on(tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "data", n_per_class=3, side=12)
+    os.mkfifo(root / "hot_dog" / "stuck.jpg")
+    with pytest.warns(SkippedImagesWarning, match="not a regular file"):
+        data = load_dataset(root, size=8, cache=False, workers=1)
+    assert len(data) == 6 and len(data.skipped) == 1

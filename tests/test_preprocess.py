@@ -364,3 +364,18 @@ def test_oversized_file_refused_before_reading(
     for source in (path, data, io.BytesIO(data)):
         with pytest.raises(ImageError, match=r"^file is too large \("):
             load_image(source)
+
+
+def test_reads_are_bounded_for_anything_opened(tmp_path: Path) -> None:
+    """A symlink to an endless device and a FIFO are refused before they are read or opened
+    (reading /dev/zero would never end; opening a FIFO would wait for a writer forever)."""
+    import os
+
+    zero = tmp_path / "zero.jpg"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(zero)
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    with pytest.raises(ImageError, match="not a regular file"):
+        load_image(fifo)
