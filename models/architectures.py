@@ -19,6 +19,7 @@ All output ``(N, num_classes)`` logits; class 1 is "hotdog".
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -217,8 +218,48 @@ class EfficientNetLite(nn.Module):
         return self.classify(self.features(x))
 
 
+#: The most parameters a config may ask for: a weights file from elsewhere must not be able to
+#: make the server allocate gigabytes before its arrays are even compared with the config.
+MAX_PARAMETERS = 50_000_000
+
+
+def parameter_estimate(config: dict[str, Any]) -> int:
+    """About as many parameters as the network of ``config`` would have, never fewer (within
+    2x), from the config alone, so absurd configs are refused before anything is allocated;
+    ``ValueError`` for a malformed config."""
+    kind = config.get("type")
+    try:
+        classes = int(config.get("num_classes", 2))
+        if kind == "resnet":
+            widths = [int(config["stem"]), *map(int, config["channels"])]
+            convs = 9 * int(config.get("in_channels", 3)) * widths[0]
+            convs += sum(9 * a * b + 18 * b * b for a, b in itertools.pairwise(widths))
+            return convs + 18 * widths[-1] ** 2 + 6 * sum(widths) + (widths[-1] + 1) * classes
+        if kind == "mlp":
+            sizes = [int(config["in_features"]), *map(int, config["hidden"]), classes]
+            return sum((a + 3) * b for a, b in itertools.pairwise(sizes))
+        if kind == "efficientnet_lite":
+            total, cin = 27 * int(config.get("stem", 32)), int(config.get("stem", 32))
+            for repeats, kernel, _, expand, cout in config.get("stages") or LITE0_STAGES:
+                for _ in range(int(repeats)):
+                    mid = cin * int(expand)
+                    total += mid * (cin + int(kernel) ** 2 + int(cout) + 4) + 2 * int(cout)
+                    cin = int(cout)
+            head = int(config.get("head", 1280))
+            return total + cin * head + 2 * head + (head + 1) * classes
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"malformed {kind} config ({exc})") from None
+    raise ValueError(
+        f"unknown architecture type {kind!r} (expected 'resnet', 'mlp' or 'efficientnet_lite')"
+    )
+
+
 def build(config: dict[str, Any]) -> nn.Module:
-    """Instantiate the network a config dict describes (see the module docstring)."""
+    """Instantiate the network a config dict describes (see the module docstring); a config
+    asking for more than ``MAX_PARAMETERS`` is refused before anything is allocated."""
+    count = parameter_estimate(config)
+    if not 0 < count <= MAX_PARAMETERS:
+        raise ValueError(f"the config asks for {count:,} parameters (the limit is 50 million)")
     kind = config.get("type")
     params = {k: v for k, v in config.items() if k != "type"}
     if kind == "resnet":

@@ -60,6 +60,8 @@ REDUCING_GAP = 3.0
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 _WHITE = (255, 255, 255)
+#: The largest model input side: activations grow with its square, and no hotdog needs more.
+MAX_INPUT_SIZE = 512
 
 
 class ImageError(ValueError):
@@ -88,6 +90,8 @@ class PreprocessConfig:
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
             raise ValueError(f"size must be a positive integer, not {self.size!r}")
+        if self.size > MAX_INPUT_SIZE:
+            raise ValueError(f"size {self.size} is over the limit of {MAX_INPUT_SIZE} pixels")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError("mean and std must each hold three values (R, G, B)")
         if min(self.std) <= 0:

@@ -359,3 +359,32 @@ def test_grouped_conv_module_repr_and_shapes() -> None:
     assert conv(Tensor(np.zeros((1, 6, 5, 5)))).shape == (1, 6, 5, 5)
     with pytest.raises(ValueError, match="groups"):
         nn.Conv2d(6, 4, 3, groups=4)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"type": "resnet", "stem": 32, "channels": [100_000]},
+        {"type": "mlp", "in_features": 10**6, "hidden": [10**5]},
+        {"type": "efficientnet_lite", "head": 10**6},
+        {"type": "efficientnet_lite", "stages": [[10**4, 3, 1, 6, 320]]},
+    ],
+)
+def test_build_refuses_configs_that_would_allocate_gigabytes(config: dict) -> None:
+    with pytest.raises(ValueError, match="the limit is 50 million"):
+        build(config)
+
+
+@pytest.mark.parametrize("config", [HOTDOG_CNN, {"type": "efficientnet_lite", "num_classes": 2}])
+def test_parameter_estimate_is_never_below_the_truth(config: dict) -> None:
+    from models.architectures import parameter_estimate
+
+    true = build(config).num_parameters()
+    assert true <= parameter_estimate(config) <= 2 * true
+
+
+def test_preprocess_size_is_bounded() -> None:
+    from models.preprocess import PreprocessConfig
+
+    with pytest.raises(ValueError, match="over the limit"):
+        PreprocessConfig(size=2048)
