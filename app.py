@@ -210,18 +210,26 @@ def load_classifier(path: str, version: int) -> models.Classifier:
     return classifier
 
 
-def get_classifier(directory: Path, name: str) -> tuple[models.Classifier, str]:
-    """The classifier ``name`` from ``directory`` and a key naming this version of it; on
-    failure an ``st.error`` and a clean stop."""
+def try_classifier(directory: Path, name: str) -> tuple[models.Classifier, str] | str:
+    """The classifier ``name`` from ``directory`` and a key naming this version of it, or a
+    one-line reason why it cannot be used."""
     path = directory / f"{name}.npz"
     try:
         version = path.stat().st_mtime_ns
         return load_classifier(str(path), version), f"{path}@{version}"
     except (models.ModelFileError, OSError) as exc:
-        st.error(f"Could not load the model **{escape_markdown(name)}**: {exc}")
+        return str(exc)
     except Exception:
         log.exception("loading %s failed", path)
-        st.error(f"Could not load the model **{escape_markdown(name)}** (unexpected error).")
+        return "unexpected error while loading it"
+
+
+def get_classifier(directory: Path, name: str) -> tuple[models.Classifier, str]:
+    """``try_classifier``, or an ``st.error`` and a clean stop."""
+    found = try_classifier(directory, name)
+    if isinstance(found, tuple):
+        return found
+    st.error(f"Could not load the model **{escape_markdown(name)}**: {found}")
     st.stop()
     raise AssertionError("unreachable: st.stop() ends the script run")
 
@@ -433,9 +441,12 @@ def model_kind(card: models.ModelCard) -> str:
 
 
 def model_label(directory: Path, name: str) -> str:
-    """The picker's line for a model, from its card alone (no weights are loaded for it):
-    name, what it is and its held-out balanced accuracy."""
-    card = models.read_card(directory / f"{name}.npz")
+    """The picker's line for a model: name, what it is and its held-out balanced accuracy,
+    or why it is unavailable. Loads the model once per process (it is cached)."""
+    found = try_classifier(directory, name)
+    if isinstance(found, str):
+        return f"{name}: unavailable ({found})"
+    card = found[0].card
     accuracy = card.balanced_accuracy
     score = "" if accuracy is None else f", {accuracy:.0%} balanced accuracy held out"
     default = " (default)" if name == models.DEFAULT_MODEL else ""

@@ -2,8 +2,8 @@
 
 Every test runs the real script. ``HOTDOG_MODELS_DIR`` points it at models with random weights
 built here, so these tests never depend on the trained weights; ``TestShippedModels`` checks the
-real verdicts when ``models/hotdog_cnn.npz`` is present (and fails under
-``REQUIRE_OPTIONAL_TOOLS=1`` when it is not). All inputs are generated on the fly.
+real verdicts when the default model's weights are present (and fails under
+``REQUIRE_OPTIONAL_TOOLS=1`` when they are not). All inputs are generated on the fly.
 """
 
 from __future__ import annotations
@@ -469,6 +469,23 @@ class TestModelProblems:
         (message,) = errors(at)
         assert "Could not load the model" in message and "hotdog\\_cnn" in message
         assert verdicts(at) == []
+        (label,) = at.selectbox(key="model").options
+        assert label.startswith("hotdog_cnn: unavailable (") and "not a .npz" in label
+
+    @pytest.mark.parametrize(
+        "card",
+        [[1, 2, 3], {"history": [{"loss": 1}]}, {"metrics": {"confusion": [[1]]}}, "text"],
+    )
+    def test_oddly_shaped_cards_never_break_the_page(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, random_models: Path, card: object
+    ) -> None:
+        import json
+
+        (tmp_path / "hotdog_cnn.npz").write_bytes((random_models / "hotdog_cnn.npz").read_bytes())
+        (tmp_path / "hotdog_cnn.json").write_text(json.dumps(card))
+        at = self.run_with(tmp_path, monkeypatch)
+        assert errors(at) == [] and not at.exception
+        assert any("could not be read" in c.value for c in at.caption)
 
     def test_weights_of_another_architecture(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, random_models: Path
@@ -519,7 +536,7 @@ class TestHelpers:
 
 # --------------------------------------------------------------------------- shipped models
 
-SHIPPED = ROOT / "models" / "hotdog_cnn.npz"
+SHIPPED = ROOT / "models" / f"{models.DEFAULT_MODEL}.npz"
 
 
 @pytest.fixture
