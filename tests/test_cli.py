@@ -121,6 +121,8 @@ def test_mlp_preset_and_resume_of_a_finished_run(
     assert "resuming after epoch 2 of 2" in again.stderr
     for k, v in load_arrays(out.with_suffix(".npz")).items():
         assert np.array_equal(v, weights[k]), k
+    command = json.loads(out.with_suffix(".json").read_text())["command"]
+    assert "--resume" not in command and "--keep-checkpoint" in command
 
     other = run(env, *args, "--resume", "--lr", "0.5")
     assert "other settings (lr: 0.001 -> 0.5)" in assert_clean_error(other)
@@ -305,3 +307,50 @@ def test_predict_streams_in_batches(env: dict[str, str], trained: Path, data: Pa
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert [line.split("\t")[0] for line in lines] == images
+
+
+@pytest.mark.parametrize(
+    ("out", "words"),
+    [("", "must name a model file"), ("/etc/passwd/model", "cannot write into")],
+)
+def test_bad_out_is_refused_before_any_work(
+    env: dict[str, str], data: Path, out: str, words: str
+) -> None:
+    proc = run(env, "train", "--data", str(data), "--out", out, *TINY)
+    assert words in assert_clean_error(proc)
+
+
+def test_out_that_is_a_folder_is_refused(env: dict[str, str], data: Path, tmp_path: Path) -> None:
+    (tmp_path / "model.npz").mkdir()
+    proc = run(env, "train", "--data", str(data), "--out", str(tmp_path / "model"), *TINY)
+    assert "is a folder" in assert_clean_error(proc)
+
+
+def test_overwriting_a_model_needs_force_and_one_run_at_a_time(
+    env: dict[str, str], data: Path, trained: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "again"
+    out.with_suffix(".npz").write_bytes(trained.read_bytes())
+    args = ["train", "--data", str(data), "--out", str(out), "--epochs", "1", *TINY]
+    assert "add --force" in assert_clean_error(run(env, *args))
+    out.with_suffix(".lock").write_text("12345\n")  # another run holds it
+    assert "another run is writing" in assert_clean_error(run(env, *args, "--force"))
+    out.with_suffix(".lock").unlink()
+    stale = tmp_path / ".again.npz.0123456789ab.tmp"  # a write killed mid-way
+    stale.write_bytes(b"half")
+    proc = run(env, *args, "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists() and not out.with_suffix(".lock").exists()
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert "--force" in card["command"]
+
+
+def test_unreadable_files_are_counted_once(env: dict[str, str], tmp_path: Path) -> None:
+    root = write_image_folder(tmp_path / "data", n_per_class=12, side=16)
+    (root / "hot_dog" / "broken.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "m"
+    proc = run(env, "train", "--data", str(root), "--out", str(out), "--epochs", "1", *TINY)
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["data"]["n_skipped"] == 1 and len(card["data"]["skipped"]) == 1
+    assert "skipped" not in card["data"]["train"] and "skipped" not in card["data"]["val"]

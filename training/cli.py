@@ -179,16 +179,17 @@ def _report(outcome: Outcome) -> None:
     )
 
 
-def _without_notes(argv: Sequence[str]) -> list[str]:
-    """``argv`` less ``--notes TEXT`` (the card keeps the notes on their own), so the recorded
-    command reads without a paragraph of shell quoting."""
+def _recorded(argv: Sequence[str]) -> list[str]:
+    """``argv`` as the card records it: without ``--notes TEXT`` (the card keeps the notes on
+    their own, without a paragraph of shell quoting) and without ``--resume`` (the command
+    that makes the model is the same however often it was interrupted)."""
     out, skip = [], False
     for arg in argv:
         if skip:
             skip = False
         elif arg == "--notes":
             skip = True
-        elif not arg.startswith("--notes="):
+        elif arg != "--resume" and not arg.startswith("--notes="):
             out.append(arg)
     return out
 
@@ -207,7 +208,7 @@ def _train_options(args: argparse.Namespace, argv: Sequence[str]) -> TrainOption
         **{name: getattr(args, name) for name in names},
         architecture=architecture,
         augment=not args.no_augment,
-        command=command_line(_without_notes(argv)),
+        command=command_line(_recorded(argv)),
     )
 
 
@@ -467,6 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--checkpoint", metavar="PATH", help="default: OUT.ckpt.npz")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--force", action="store_true", help="replace an existing model at --out")
     t.add_argument(
         "--keep-checkpoint",
         action="store_true",

@@ -216,9 +216,10 @@ class Dataset:
         )
 
     def summary(self) -> dict:
-        """JSON-ready counts for model cards.
+        """JSON-ready counts for model cards (files that could not be read are counted once,
+        by the card, not per split).
 
-        ``{"n": N, "skipped": k, "sources": {source: {"not_hotdog": n0, "hotdog": n1}}}``
+        ``{"n": N, "sources": {source: {"not_hotdog": n0, "hotdog": n1}}}``
         """
         by_source: dict[str, dict[str, int]] = {}
         for source in sorted(set(self.sources.tolist())):
@@ -227,7 +228,7 @@ class Dataset:
                 name: int(np.sum(self.labels[mask] == label))
                 for label, name in enumerate(CLASS_NAMES)
             }
-        return {"n": len(self), "skipped": len(self.skipped), "sources": by_source}
+        return {"n": len(self), "sources": by_source}
 
 
 def default_cache_dir() -> Path:

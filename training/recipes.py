@@ -14,11 +14,12 @@ path, and writes ``NAME.npz`` plus its model card ``NAME.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,8 +142,8 @@ class TrainOptions:
     val_data: validate on these folders instead of a ``val_fraction`` split of ``data``.
     limit: use at most this many images (stratified), for quick runs. architecture: replaces
     the preset's network (from-scratch presets only). pretrained, views, trainable_blocks:
-    the pretrained presets' ``FinetuneSettings``. command: the command line recorded in the
-    card (default: the equivalent ``python -m training train`` call is not known, so none).
+    the pretrained presets' ``FinetuneSettings``. force: write over an existing model.
+    command: the command line recorded in the card (None: not recorded).
     """
 
     data: Sequence[str]
@@ -175,6 +176,7 @@ class TrainOptions:
     pretrained: str = str(DEFAULT_PRETRAINED)
     views: int | None = None
     trainable_blocks: int | None = None
+    force: bool = False
     command: str | None = None
 
 
@@ -200,10 +202,23 @@ class Plan:
         return AugmentConfig.from_dict(full).to_dict()
 
 
-def output_path(out: str) -> Path:
-    """``models/NAME`` or ``models/NAME.npz`` -> ``models/NAME.npz``."""
+def output_path(out: str, force: bool = False, resume: bool = False) -> Path:
+    """``models/NAME`` or ``models/NAME.npz`` -> ``models/NAME.npz``, checked before any work:
+    a usable name in a folder that exists or can be made, and writable; an existing model is
+    only replaced with ``force`` (or when resuming the run that writes it)."""
+    if not out.strip() or Path(out).name in ("", ".", ".."):
+        raise RecipeError(f"out must name a model file, not {out!r}")
     path = Path(out)
-    return path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    path = path if path.suffix == ".npz" else path.with_name(path.name + ".npz")
+    for target in (path, path.with_suffix(".json")):
+        if target.is_dir():
+            raise RecipeError(f"out: {target} is a folder, not a file")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise RecipeError(f"out: cannot write into {folder}")
+    if path.exists() and not (force or resume):
+        raise RecipeError(f"{path} exists: add --force to replace it")
+    return path
 
 
 def plan(options: TrainOptions) -> Plan:
@@ -245,7 +260,7 @@ def plan(options: TrainOptions) -> Plan:
             AugmentConfig.from_dict({**augment, "out_size": pre.size})
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
-    out = output_path(options.out)
+    out = output_path(options.out, options.force, options.resume)
     checkpoint = Path(options.checkpoint) if options.checkpoint else out.with_suffix(".ckpt.npz")
     return Plan(options, preset, pre, architecture, config, out, checkpoint, finetune_settings)
 
@@ -384,6 +399,7 @@ def model_card(
             "train": train.summary(),
             "val": val.summary() if val is not None else None,
             "skipped": [{"path": path, "reason": reason} for path, reason in skipped],
+            "n_skipped": len(skipped),
         },
         "augmentation": p.augmentation,
         "training": p.config.to_dict(),
@@ -416,6 +432,39 @@ def train_and_save(
     """
     started = time.perf_counter()
     p = options if isinstance(options, Plan) else plan(options)
+    with output_lock(p.out):
+        return _train_and_save(p, started, callbacks, decode_progress, feature_progress)
+
+
+@contextlib.contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold ``NAME.lock`` beside ``out`` while a run writes it, so two runs on one output can't
+    both claim it (the second is refused); then clear what killed writes left behind."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.with_suffix(".lock")
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        raise RecipeError(
+            f"another run is writing {out} ({lock} exists); if none is, delete the lock file"
+        ) from None
+    try:
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        for stale in out.parent.glob(f".{out.stem}.*.tmp"):  # from writes that were killed
+            stale.unlink(missing_ok=True)
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _train_and_save(
+    p: Plan,
+    started: float,
+    callbacks: Sequence[Callback],
+    decode_progress: Progress | None,
+    feature_progress: Progress | None,
+) -> Outcome:
     train_set, val = load_splits(p, decode_progress)
     model, architecture, result = train(p, train_set, val, callbacks, feature_progress)
     metrics = held_out_metrics(model, val, p.preprocess) if val is not None else None
