@@ -17,7 +17,7 @@ from models.io import ModelFileError, load_model_file, read_json
 from models.preprocess import ImageError
 
 MODELS_DIR = Path(__file__).resolve().parent
-DEFAULT_MODEL = "hotdog_cnn"
+DEFAULT_MODEL = "hotdog_effnet"
 
 __all__ = [
     "DEFAULT_MODEL",
