@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -254,7 +255,10 @@ def test_fetch_from_a_local_archive(env: dict[str, str], data: Path, tmp_path: P
         for image in sorted((data / "alpha").rglob("*.png"))[::8]:
             z.write(image, f"mini/{image.parent.name}/{image.name}")
     dest = tmp_path / "fetched"
-    proc = run(env, "fetch", "mini", "--url", str(archive), "--dest", str(dest))
+    refused = run(env, "fetch", "mini", "--url", str(archive), "--dest", str(dest))
+    assert "--sha256" in assert_clean_error(refused)  # no checksum known: nothing extracted
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    proc = run(env, "fetch", "mini", "--url", str(archive), "--dest", str(dest), "--sha256", digest)
     assert proc.returncode == 0, proc.stderr
     assert Path(proc.stdout.strip()) == dest / "mini"
     assert sorted(p.name for p in (dest / "mini").iterdir()) == ["hot_dog", "not_hot_dog"]

@@ -128,15 +128,22 @@ def test_checksum_mismatch_removes_the_download(
     assert list(dest.iterdir()) == []  # neither the partial file nor a dataset folder
 
 
-def test_unpinned_checksum_is_logged(
+def test_nothing_is_extracted_without_a_checksum(
     server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     base, served = server
     archive = make_zip(served / "hd.zip", GITHUB_LIKE)
     register(monkeypatch, "tiny", f"{base}/hd.zip", None)
+    dest = tmp_path / "data"
+    with pytest.raises(FetchError, match=f"nothing was extracted.*--sha256 {sha256_of(archive)}"):
+        fetch("tiny", dest, progress=False)
+    assert list(dest.iterdir()) == []
+    # the digest it printed, passed back, is checked and accepted
+    assert fetch("tiny", dest, progress=False, sha256=sha256_of(archive)).is_dir()
+    # --insecure extracts without one, and logs the digest
     with caplog.at_level(logging.INFO, logger="training.fetch"):
-        fetch("tiny", tmp_path / "data", progress=True)
-    assert sha256_of(archive) in caplog.text
+        fetch("tiny", dest, progress=True, insecure=True, force=True)
+    assert sha256_of(archive) in caplog.text and "insecure" in caplog.text
     assert "1 not_hot_dog" in caplog.text
     # An explicit sha256 argument is checked even when the registry has none.
     with pytest.raises(FetchError, match="checksum mismatch"):
@@ -158,7 +165,7 @@ def test_tar_with_automatic_layout_and_name_collisions(
         },
         symlinks={"pics/Hot Dog/link.png": "/etc/passwd"},
     )
-    out = fetch("mine", tmp_path / "data", url=f"{base}/mine.tar.gz", progress=False)
+    out = fetch("mine", tmp_path / "data", url=f"{base}/mine.tar.gz", progress=False, insecure=True)
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.*"))
     assert files == ["hot_dog/a-2.png", "hot_dog/a.png", "not_hot_dog/b.webp"]
     assert not any(p.is_symlink() for p in out.rglob("*"))
@@ -167,9 +174,12 @@ def test_tar_with_automatic_layout_and_name_collisions(
 def test_local_archive_path_and_file_url(tmp_path: Path) -> None:
     archive = make_zip(tmp_path / "local.zip", {"x/hotdog/1.png": png_bytes()})
     assert (
-        fetch("a", tmp_path / "d", url=str(archive), progress=False) / "hot_dog/1.png"
+        fetch("a", tmp_path / "d", url=str(archive), progress=False, insecure=True)
+        / "hot_dog/1.png"
     ).is_file()
-    out = fetch("b", tmp_path / "d", url=archive.as_uri(), progress=False, keep_archive=True)
+    out = fetch(
+        "b", tmp_path / "d", url=archive.as_uri(), sha256=sha256_of(archive), keep_archive=True
+    )
     assert (out / "hot_dog" / "1.png").is_file() and (tmp_path / "d" / "b.zip").is_file()
 
 
@@ -180,7 +190,7 @@ def test_path_traversal_is_refused(tmp_path: Path, evil: str) -> None:
     archive = make_zip(tmp_path / "evil.zip", {"x/hotdog/1.png": png_bytes(), evil: png_bytes()})
     dest = tmp_path / "deep" / "data"
     with pytest.raises(FetchError, match="unsafe path in archive"):
-        fetch("evil", dest, url=str(archive), progress=False)
+        fetch("evil", dest, url=str(archive), progress=False, insecure=True)
     assert list(dest.iterdir()) == []
     assert not (tmp_path / "deep" / "evil.png").exists() and not (tmp_path / "evil.png").exists()
 
@@ -188,7 +198,7 @@ def test_path_traversal_is_refused(tmp_path: Path, evil: str) -> None:
 def test_traversal_in_tar_is_refused(tmp_path: Path) -> None:
     archive = make_tar(tmp_path / "evil.tar.gz", {"x/hotdog/1.png": png_bytes(), "../e.png": b""})
     with pytest.raises(FetchError, match="unsafe path"):
-        fetch("evil", tmp_path / "data", url=str(archive), progress=False)
+        fetch("evil", tmp_path / "data", url=str(archive), progress=False, insecure=True)
 
 
 def test_download_errors(server, tmp_path: Path) -> None:
@@ -198,13 +208,14 @@ def test_download_errors(server, tmp_path: Path) -> None:
     with pytest.raises(FetchError, match="HTTP 404"):
         fetch("gone", dest, url=f"{base}/missing.zip", progress=False)
     with pytest.raises(FetchError, match="not a zip or tar archive"):
-        fetch("page", dest, url=f"{base}/page.html", progress=False)
+        fetch("page", dest, url=f"{base}/page.html", progress=False, insecure=True)
     with pytest.raises(FetchError, match="no images in the expected folders"):
         fetch(
             "empty",
             dest,
             url=str(make_zip(tmp_path / "e.zip", {"a/b.png": png_bytes()})),
             progress=False,
+            insecure=True,
         )
     assert leftovers(dest) == []
     with pytest.raises(FetchError, match="unknown dataset 'nope'; known: "):
@@ -226,14 +237,15 @@ def test_force_replaces_an_existing_dataset(tmp_path: Path) -> None:
     (dest / "t" / "hot_dog").mkdir(parents=True)
     (dest / "t" / "hot_dog" / "old.png").write_bytes(png_bytes())
     archive = make_zip(tmp_path / "new.zip", {"r/not_hotdog/new.png": png_bytes()})
-    out = fetch("t", dest, url=str(archive), progress=False, force=True)
+    out = fetch("t", dest, url=str(archive), progress=False, force=True, insecure=True)
     assert [p.relative_to(out).as_posix() for p in out.rglob("*.png")] == ["not_hot_dog/new.png"]
 
 
 def test_registry_entries_are_well_formed() -> None:
     assert {"hotdog-nothotdog", "hotdog-nothotdog-val", "food101-64"} <= set(DATASETS)
     for name, spec in DATASETS.items():
-        assert spec.url.startswith(("https://", "http://")), name
+        assert spec.url.startswith("https://"), name
+        assert "/HEAD." not in spec.url and "/main." not in spec.url, name  # immutable refs
         assert spec.sha256 is None or (len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0)
         assert spec.layout and set(spec.layout.values()) <= set(FOLDERS), name
         assert spec.description and spec.license, name
@@ -247,3 +259,61 @@ def test_layout_patterns_match_folders_and_files() -> None:
     seefood = DATASETS["seefood-hotdogs"]
     parts = ("yolo", "model", "train_data", "val", "images", "hotdog-val_4.jpg")
     assert fetch_mod._class_of(parts, seefood) == "hot_dog"
+
+
+class CutShort(QuietHandler):
+    """Serves ``/short.zip`` promising more bytes than it sends, and ``/chunked.zip`` as a
+    chunked stream that breaks off mid-chunk."""
+
+    payload = b""
+
+    def do_GET(self) -> None:
+        data = type(self).payload
+        self.send_response(200)
+        if self.path == "/short.zip":
+            self.send_header("Content-Length", str(len(data) + 1000))
+            self.end_headers()
+            self.wfile.write(data)
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(f"{len(data) + 50:x}\r\n".encode() + data)
+        self.wfile.flush()
+        self.close_connection = True
+
+
+@pytest.mark.parametrize("path", ["/short.zip", "/chunked.zip"])
+def test_a_download_cut_short_is_refused(tmp_path: Path, path: str) -> None:
+    CutShort.payload = make_zip(tmp_path / "hd.zip", GITHUB_LIKE).read_bytes()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), CutShort)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}{path}"
+        dest = tmp_path / "data"
+        with pytest.raises(FetchError, match="cut off"):
+            fetch("cut", dest, url=url, progress=False, insecure=True)
+        assert list(dest.iterdir()) == []
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_an_archive_that_expands_too_far_is_refused(tmp_path: Path) -> None:
+    bomb = {"x/hotdog/big.png": b"\0" * (8 * 2**20), "x/hotdog/1.png": png_bytes()}
+    archive = make_zip(tmp_path / "bomb.zip", bomb)  # 8 MB of zeros packs into a few KB
+    dest = tmp_path / "data"
+    with pytest.raises(FetchError, match="expands to over"):
+        fetch("bomb", dest, url=str(archive), progress=False, insecure=True, max_bytes=2**20)
+    assert leftovers(dest) == [] and not (dest / "bomb").exists()
+
+
+def test_leftovers_of_a_killed_fetch_are_cleared(tmp_path: Path) -> None:
+    dest = tmp_path / "data"
+    dest.mkdir()
+    (dest / ".t.abc.download").write_bytes(b"half")
+    (dest / ".t.def.partial").mkdir()
+    archive = make_zip(tmp_path / "a.zip", {"r/hotdog/1.png": png_bytes()})
+    fetch("t", dest, url=str(archive), progress=False, insecure=True)
+    assert leftovers(dest) == []

@@ -346,6 +346,7 @@ def cmd_fetch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         args.dest,
         url=args.url,
         sha256=args.sha256,
+        insecure=args.insecure,
         force=args.force,
         keep_archive=args.keep_archive,
         progress=_bars_disabled() is None,
@@ -520,6 +521,9 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--dest", default="data", help="parent folder (default data/)")
     f.add_argument("--url", help="another URL or local archive for the same data")
     f.add_argument("--sha256", help="expected SHA-256 of the archive")
+    f.add_argument(
+        "--insecure", action="store_true", help="extract even when no SHA-256 is known to check"
+    )
     f.add_argument("--force", action="store_true", help="download again even if present")
     f.add_argument("--keep-archive", action="store_true")
     f.set_defaults(handler=cmd_fetch)

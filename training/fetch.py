@@ -4,20 +4,25 @@
 SHA-256, and extracts only the images, into ``data/hotdog-nothotdog/hot_dog/`` and
 ``data/hotdog-nothotdog/not_hot_dog/`` (the layout ``training.data.find_images`` reads).
 
-Safety: the archive is streamed to a temporary file and hashed as it arrives; a checksum
-mismatch deletes it. Extraction never trusts member paths: absolute paths and ``..`` are
-refused, links and devices are skipped, and every file is written under a name chosen here.
-Work happens in a hidden staging folder that is renamed into place only when complete.
+Safety: the archive is streamed to a temporary file and hashed as it arrives; a download cut
+short (fewer bytes than its Content-Length, or a chunked stream that breaks off) or a checksum
+mismatch deletes it. Nothing is extracted without a SHA-256 to check it against: from the
+registry, from ``--sha256``, or waived with ``--insecure``; when none is known, the command
+stops and prints the download's digest, to be checked and passed as ``--sha256``. Extraction
+never trusts member paths: absolute paths and ``..`` are refused, links and devices are
+skipped, every file is written under a name chosen here, and the total written is capped
+(``MAX_EXTRACT_BYTES``, and 100x the archive's size). Work happens in a hidden staging folder
+that is renamed into place only when complete; leftovers of killed runs are removed.
 
-A registry entry with ``sha256=None`` has no pinned checksum yet (the archives are fetched
-from GitHub and other hosts that cannot be reached from where this file was written): the
-download's SHA-256 is logged as a warning so it can be pinned in ``DATASETS``.
+Registry entries point at immutable archives (a commit, over https). Their digests are not
+pinned yet: the hosts could not be reached from where this file was written.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import hashlib
+import http.client
 import logging
 import os
 import posixpath
@@ -43,6 +48,10 @@ from training.data import IMAGE_EXTENSIONS, DatasetError, label_from_folder
 log = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
+#: Most bytes one fetch may write (the full Food-101 is 5 GB).
+MAX_EXTRACT_BYTES = 8 * 2**30
+#: Most bytes written per byte of archive: photos don't compress, zip bombs do.
+MAX_EXPANSION = 100
 
 
 class FetchError(DatasetError):
@@ -98,8 +107,10 @@ DATASETS: dict[str, RemoteDataset] = {
     ),
     "flickr-hotdogs": RemoteDataset(
         # Folder 1 is hotdog, 0 is not (the repository's dataset.py prints "Is hot-dog:
-        # label == 1"). HEAD is the default branch: pin a commit once the checksum is pinned.
-        url=_github("YouCanKeepSilence/hotdog_classifier", "HEAD"),
+        # label == 1"). The commit is the default branch's head since May 2020.
+        url=_github(
+            "YouCanKeepSilence/hotdog_classifier", "cbbae533a5e5a6df75d76826227631f774689eda"
+        ),
         layout={
             "data/train/1": "hot_dog",
             "data/test/1": "hot_dog",
@@ -125,7 +136,7 @@ DATASETS: dict[str, RemoteDataset] = {
         license="Food-101: research use",
     ),
     "food-101": RemoteDataset(
-        url="http://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",
+        url="https://data.vision.ee.ethz.ch/cvl/food-101.tar.gz",
         layout={"images/hot_dog": "hot_dog", "images/*": "not_hot_dog"},
         strip=1,
         description="The full Food-101 (5 GB; 1,000 hotdogs, 100,000 other foods).",
@@ -143,6 +154,8 @@ def fetch(
     sha256: str | None = None,
     force: bool = False,
     keep_archive: bool = False,
+    insecure: bool = False,
+    max_bytes: int = MAX_EXTRACT_BYTES,
 ) -> Path:
     """Download dataset ``name`` into ``dest/<name>/{hot_dog,not_hot_dog}/`` and return that path.
 
@@ -151,9 +164,12 @@ def fetch(
         local archive path). An unregistered name uses the automatic layout (class from
         folder names).
     progress: show a tqdm progress bar on stderr.
-    sha256: expected digest; default the registry's. None anywhere: the digest is logged.
+    sha256: expected digest; default the registry's. With none known, nothing is extracted
+        (the error names the download's digest) unless ``insecure``.
     force: download again even if ``dest/<name>`` already holds files.
     keep_archive: keep the downloaded archive as ``dest/<name>.<ext>``.
+    insecure: extract without a digest to check (the digest is logged).
+    max_bytes: most bytes the extraction may write.
 
     Raises ``FetchError`` (a ``DatasetError``, so a ``ValueError``) with a one-line message.
     """
@@ -176,10 +192,13 @@ def fetch(
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise FetchError(f"cannot create {dest}: {exc.strerror or exc}") from None
+    for leftover in (*dest.glob(f".{name}.*.download"), *dest.glob(f".{name}.*.partial")):
+        shutil.rmtree(leftover) if leftover.is_dir() else leftover.unlink(missing_ok=True)
 
-    archive = _download(url, dest, name, expected, progress)
+    archive = _download(url, dest, name, expected, progress, insecure)
     try:
-        counts = _extract(archive, dest, name, spec)
+        limit = min(max_bytes, max(64 * 2**20, MAX_EXPANSION * archive.stat().st_size))
+        counts = _extract(archive, dest, name, spec, limit)
     finally:
         if keep_archive:
             archive.replace(dest / f"{name}{_archive_suffix(url)}")
@@ -209,8 +228,10 @@ def _archive_suffix(url: str) -> str:
     return ".archive"
 
 
-def _download(url: str, dest: Path, name: str, expected: str | None, progress: bool) -> Path:
-    """Stream ``url`` into a hidden file in ``dest``, checking its SHA-256 on the way."""
+def _download(
+    url: str, dest: Path, name: str, expected: str | None, progress: bool, insecure: bool
+) -> Path:
+    """Stream ``url`` into a hidden file in ``dest``, checking its length and SHA-256."""
     fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".download")
     path = Path(tmp)
     digest = hashlib.sha256()
@@ -226,10 +247,23 @@ def _download(url: str, dest: Path, name: str, expected: str | None, progress: b
                 desc=name,
                 disable=not progress,
             ) as bar:
+                received = 0
                 while chunk := response.read(_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
+                    received += len(chunk)
+            if total and total.isdigit() and received != int(total):
+                raise FetchError(
+                    f"download of {name} from {url} was cut off: {received:,} of {int(total):,} "
+                    "bytes arrived; run the command again"
+                )
+    except http.client.HTTPException as exc:  # e.g. IncompleteRead: a chunked stream broke off
+        path.unlink(missing_ok=True)
+        raise FetchError(
+            f"download of {name} from {url} was cut off ({type(exc).__name__}); run the "
+            "command again"
+        ) from None
     except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
         path.unlink(missing_ok=True)
         if isinstance(exc, urllib.error.HTTPError):
@@ -248,13 +282,15 @@ def _download(url: str, dest: Path, name: str, expected: str | None, progress: b
             f"checksum mismatch for {name}: expected sha256 {expected}, got {actual}; "
             "the download was deleted"
         )
-    if expected is None:
-        log.warning(
-            "%s: no checksum is pinned; the archive's sha256 is %s (add it to DATASETS to "
-            "verify future downloads)",
-            name,
-            actual,
+    if expected is None and not insecure:
+        path.unlink(missing_ok=True)
+        raise FetchError(
+            f"no checksum is known for {name}, so nothing was extracted; the download's sha256 "
+            f"is {actual}: check it against the source, then run again with --sha256 {actual} "
+            "(or --insecure to skip the check)"
         )
+    if expected is None:
+        log.warning("%s: extracting without a checksum (insecure); its sha256 is %s", name, actual)
     return path
 
 
@@ -319,11 +355,15 @@ def _members(archive: Path) -> Iterator[Iterator[tuple[str, IO[bytes] | None]]]:
         raise FetchError("the download is not a zip or tar archive")
 
 
-def _extract(archive: Path, dest: Path, name: str, spec: RemoteDataset) -> dict[str, int]:
-    """Copy the archive's images into ``dest/<name>/<class>/``; returns counts per class."""
+def _extract(
+    archive: Path, dest: Path, name: str, spec: RemoteDataset, max_bytes: int
+) -> dict[str, int]:
+    """Copy the archive's images into ``dest/<name>/<class>/``, writing at most ``max_bytes``;
+    returns counts per class."""
     staging = Path(tempfile.mkdtemp(dir=dest, prefix=f".{name}.", suffix=".partial"))
     counts = dict.fromkeys(FOLDERS, 0)
     used: dict[str, set[str]] = {c: set() for c in FOLDERS}
+    written = 0
     try:
         try:
             with _members(archive) as members:
@@ -342,7 +382,14 @@ def _extract(archive: Path, dest: Path, name: str, spec: RemoteDataset) -> dict[
                     out_name = _unique_name(parts[-1], used[cls])
                     (staging / cls).mkdir(exist_ok=True)
                     with open(staging / cls / out_name, "wb") as out:
-                        shutil.copyfileobj(stream, out, _CHUNK)
+                        while block := stream.read(_CHUNK):
+                            written += len(block)
+                            if written > max_bytes:
+                                raise FetchError(
+                                    f"the {name} archive expands to over {max_bytes:,} bytes; "
+                                    "refusing it (a zip bomb, or not the expected archive)"
+                                )
+                            out.write(block)
                     counts[cls] += 1
         except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
             raise FetchError(f"cannot extract the {name} archive: {exc}") from None
