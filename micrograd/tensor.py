@@ -553,25 +553,30 @@ class Max(Function):
     """Maximum over axes. The gradient goes to the first maximal element of each reduced block
     (in C order), as PyTorch's ``max_pool2d`` and ``max(dim)`` do.
 
-    The reduced axes are moved to the front (a view). Small blocks, such as pooling windows,
-    are reduced by an elementwise ``maximum`` over the block positions, which is far faster than
-    numpy's strided reduce; large ones by ``argmax`` over a flattened copy.
+    Three ways, by the size of the reduced blocks: small ones, such as pooling windows, by an
+    elementwise ``maximum`` over the block positions (far faster than numpy's strided reduce);
+    one large axis by ``argmax`` along it, in place; several large axes by ``argmax`` over the
+    blocks moved to the front and flattened (a copy).
     """
 
     def forward(self, x: Array, axis: tuple[int, ...] | None, keepdims: bool) -> Array:
         axes = tuple(range(x.ndim)) if axis is None else tuple(sorted(a % x.ndim for a in axis))
-        front = xp.moveaxis(x, axes, tuple(range(len(axes))))
-        rest = front.shape[len(axes) :]
-        self.shape, self.axes, self.front = x.shape, axes, front
-        self.positions = list(itertools.product(*(range(x.shape[a]) for a in axes)))
-        if len(self.positions) <= 64:
-            out = xp.array(front[self.positions[0]], order="K")  # a copy; 0-d if reducing all
+        self.shape, self.axes = x.shape, axes
+        self.count = _prod(x.shape[a] for a in axes)
+        if self.count <= 64:
+            self.front = xp.moveaxis(x, axes, tuple(range(len(axes))))
+            self.positions = list(itertools.product(*(range(x.shape[a]) for a in axes)))
+            out = xp.array(self.front[self.positions[0]], order="K")  # a copy; 0-d if all
             for pos in self.positions[1:]:
-                xp.maximum(out, front[pos], out=out)
+                xp.maximum(out, self.front[pos], out=out)
+        elif len(axes) == 1:
+            self.arg = xp.expand_dims(x.argmax(axis=axes[0]), axes[0])
+            out = xp.take_along_axis(x, self.arg, axis=axes[0]).squeeze(axes[0])
         else:
-            flat = front.reshape(len(self.positions), -1)
+            flat = xp.moveaxis(x, axes, tuple(range(len(axes)))).reshape(self.count, -1)
             self.arg = flat.argmax(axis=0)
-            out = flat[self.arg, xp.arange(flat.shape[1])].reshape(rest)
+            out = flat[self.arg, xp.arange(flat.shape[1])]
+            out = out.reshape([n for i, n in enumerate(x.shape) if i not in axes])
         self.out = out
         if keepdims:
             return out.reshape([1 if i in axes else n for i, n in enumerate(x.shape)])
@@ -579,17 +584,25 @@ class Max(Function):
 
     def backward(self, grad: Array) -> tuple[Array]:
         g = grad.reshape(self.out.shape)
-        dfront = xp.zeros(self.front.shape, dtype=g.dtype)
-        if len(self.positions) <= 64:
+        if self.count > 64 and len(self.axes) == 1:
+            dx = xp.zeros(self.shape, dtype=g.dtype)
+            xp.put_along_axis(dx, self.arg, xp.expand_dims(g, self.axes[0]), axis=self.axes[0])
+            return (dx,)
+        front = len(self.axes)
+        if self.count <= 64:
+            dfront = xp.zeros(self.front.shape, dtype=g.dtype)
             taken = xp.zeros(self.out.shape, dtype=bool)
             for pos in self.positions:
                 first = (self.front[pos] == self.out) & ~taken
                 dfront[pos] = g * first
                 taken |= first
         else:
-            dflat = dfront.reshape(len(self.positions), -1)
+            moved = [self.shape[a] for a in self.axes]
+            moved += [n for i, n in enumerate(self.shape) if i not in self.axes]
+            dfront = xp.zeros(moved, dtype=g.dtype)
+            dflat = dfront.reshape(self.count, -1)
             dflat[self.arg, xp.arange(dflat.shape[1])] = g.reshape(-1)
-        return (xp.moveaxis(dfront, tuple(range(len(self.axes))), self.axes),)
+        return (xp.moveaxis(dfront, tuple(range(front)), self.axes),)
 
 
 class Reshape(Function):

@@ -545,3 +545,23 @@ def test_comparisons_are_elementwise_like_torch() -> None:
     np.testing.assert_array_equal(t != Tensor([1.0, 0.0, 1.5]), [False, True, False])
     np.testing.assert_array_equal(t < 1.5, [True, False, False])
     assert t.requires_grad_(True) is t and t.requires_grad
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((3, 10, 9), (1, 2)), ((3, 100, 2), 1), ((70,), None)])
+def test_max_over_large_blocks_matches_torch(shape: tuple[int, ...], axis: Any) -> None:
+    """Blocks of more than 64 elements take the argmax paths (one axis, or several flattened),
+    with ties going to the first maximum as in PyTorch."""
+    torch = optional_import("torch")
+    x = np.random.default_rng(3).integers(0, 5, shape).astype(np.float64)  # many ties
+    weights = np.random.default_rng(4).standard_normal(x.max(axis=axis).shape)
+    t = Tensor(x, requires_grad=True, dtype=None)
+    (t.max(axis=axis) * Tensor(weights, dtype=None)).sum().backward()
+    tt = torch.tensor(x, requires_grad=True)
+    dims = tuple(range(len(shape))) if axis is None else axis
+    if isinstance(dims, int) or len(dims) == 1:
+        ref = tt.max(dim=dims if isinstance(dims, int) else dims[0]).values
+    else:
+        ref = tt.flatten(start_dim=1).max(dim=1).values
+    (ref * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(t.max(axis=axis).data, ref.detach().numpy())
+    np.testing.assert_allclose(t.grad, tt.grad.numpy())

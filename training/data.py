@@ -23,6 +23,7 @@ import json
 import math
 import os
 import re
+import signal
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -328,6 +329,12 @@ def _decode_star(args: tuple[str, int, int]) -> tuple[np.ndarray, np.ndarray] | 
     return _decode_one(*args)
 
 
+def _ignore_interrupts() -> None:
+    """Decoding workers leave Ctrl-C to the main process, which stops them and says so in one
+    line; otherwise each worker would print a traceback of its own."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _decode_all(
     samples: list[Sample],
     size: int,
@@ -351,7 +358,7 @@ def _decode_all(
     else:
         # Processes, not threads: resizing and format conversion hold the GIL for part of
         # the work. Chunks amortise the inter-process round trips.
-        pool = ProcessPoolExecutor(max_workers=workers)
+        pool = ProcessPoolExecutor(max_workers=workers, initializer=_ignore_interrupts)
         results = pool.map(_decode_star, jobs, chunksize=max(8, min(256, total // (workers * 8))))
     try:
         for i, result in enumerate(results):
