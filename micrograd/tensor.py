@@ -188,30 +188,46 @@ class Tensor:
         grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=self.data.dtype)
 
         order = toposort(self, _graph_inputs)
+        # With ``inputs``, only nodes from which a wanted leaf can be reached carry gradients:
+        # an op is told (through needs_grad) to skip the rest, e.g. a conv its weight gradient.
+        leads = None if wanted is None else _leading_to(order, wanted)
 
         grads: dict[int, Array] = {id(self): grad}
         for node in reversed(order):
             g = grads.pop(id(node), None)
-            if g is None:
-                continue
             fn = node._ctx
-            if fn is None:  # a leaf: keep its gradient
-                if wanted is None or id(node) in wanted:
-                    # g may be a read-only broadcast view, or the very array another leaf got
-                    # (Add hands one grad to both inputs): copy so in-place edits stay local
-                    node.grad = g.copy() if node.grad is None else node.grad + g
-                continue
-            for parent, pg in zip(fn.parents, fn.backward(g), strict=True):
-                if pg is None or not parent.requires_grad:
-                    continue
-                pg = unbroadcast(pg, parent.shape)
-                if pg.dtype != parent.dtype:  # e.g. float64 constants must not leak into float32
-                    pg = pg.astype(parent.dtype)
-                key = id(parent)
-                grads[key] = grads[key] + pg if key in grads else pg
-            if not retain_graph:
+            if g is not None and fn is None and (wanted is None or id(node) in wanted):
+                # a leaf keeps its gradient; g may be a read-only broadcast view, or the very
+                # array another leaf got (Add hands one grad to both inputs): copy it, so
+                # in-place edits stay local
+                node.grad = g.copy() if node.grad is None else node.grad + g
+            if g is not None and fn is not None:
+                self._push(fn, g, grads, leads)
+            if fn is not None and not retain_graph:
                 fn.release()
                 node._ctx = None
+
+    @staticmethod
+    def _push(fn: Function, g: Array, grads: dict[int, Array], leads: set[int] | None) -> None:
+        """Run ``fn``'s backward on its output's gradient ``g``; add the results to ``grads``."""
+        needs = fn.needs_grad
+        if leads is not None:
+            pairs = zip(needs, fn.parents, strict=True)
+            fn.needs_grad = tuple(n and id(p) in leads for n, p in pairs)
+        try:
+            input_grads = fn.backward(g)
+        finally:
+            fn.needs_grad = needs
+        for parent, pg in zip(fn.parents, input_grads, strict=True):
+            if pg is None or not parent.requires_grad:
+                continue
+            if leads is not None and id(parent) not in leads:
+                continue
+            pg = unbroadcast(pg, parent.shape)
+            if pg.dtype != parent.dtype:  # e.g. float64 constants must not leak into float32
+                pg = pg.astype(parent.dtype)
+            key = id(parent)
+            grads[key] = grads[key] + pg if key in grads else pg
 
     def zero_grad(self) -> None:
         self.grad = None
@@ -375,6 +391,16 @@ def _quiet() -> Any:
 def _graph_inputs(node: Tensor) -> list[Tensor]:
     """The inputs of ``node`` that carry gradients (none for a leaf)."""
     return [p for p in node._ctx.parents if p.requires_grad] if node._ctx is not None else []
+
+
+def _leading_to(order: list[Tensor], wanted: set[int]) -> set[int]:
+    """Ids of the nodes of ``order`` (inputs first) from which a ``wanted`` leaf is reached."""
+    leads: set[int] = set()
+    for node in order:
+        parents = node._ctx.parents if node._ctx is not None else ()
+        if id(node) in wanted or any(id(p) in leads for p in parents):
+            leads.add(id(node))
+    return leads
 
 
 def _lift(x: Any, like: Tensor) -> Tensor:

@@ -565,3 +565,27 @@ def test_max_over_large_blocks_matches_torch(shape: tuple[int, ...], axis: Any) 
     (ref * torch.tensor(weights)).sum().backward()
     np.testing.assert_allclose(t.max(axis=axis).data, ref.detach().numpy())
     np.testing.assert_allclose(t.grad, tt.grad.numpy())
+
+
+def test_backward_to_chosen_inputs_skips_the_branches_that_do_not_lead_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A saliency pass (gradient for the input only) never computes a weight gradient."""
+    import micrograd.functional as F
+
+    seen: list[tuple[bool, ...]] = []
+    original = F.Conv2d.backward
+
+    def spy(self: Any, grad: Any) -> Any:
+        seen.append(self.needs_grad)
+        return original(self, grad)
+
+    monkeypatch.setattr(F.Conv2d, "backward", spy)
+    x = Tensor(np.random.default_rng(0).standard_normal((1, 2, 5, 5)), requires_grad=True)
+    w = Tensor(np.random.default_rng(1).standard_normal((3, 2, 3, 3)), requires_grad=True)
+    F.conv2d(F.conv2d(x, w[:, :, :, :], padding=1)[:, :2], w, padding=1).sum().backward(inputs=[x])
+    assert seen == [(True, False), (True, False)]
+    assert x.grad is not None and w.grad is None
+    full = Tensor(x.data, requires_grad=True)
+    F.conv2d(F.conv2d(full, w, padding=1)[:, :2], w, padding=1).sum().backward()
+    np.testing.assert_allclose(x.grad, full.grad, rtol=1e-5)
