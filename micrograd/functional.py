@@ -9,6 +9,8 @@ each because they dominate training time or need special care for numerical stab
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from typing import Any
 
 from micrograd.backend import xp
@@ -49,28 +51,46 @@ def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
 
 # ---------------------------------------------------------------------- convolution
 class _Scratch:
-    """Large work arrays kept for reuse, by shape and dtype.
+    """Large work arrays kept for reuse, by shape and dtype, up to ``max_bytes`` in all.
 
     A training step needs hundreds of MB of im2col matrices; asking the OS for fresh memory
     every step costs a page fault per page touched (about as long as the copy itself), so
-    buffers go back here once their op is done with them. Popping and appending to a list are
-    atomic in CPython, so concurrent graphs (app users) never get the same buffer.
+    buffers go back here once their op is done with them. At most ``keep`` spares are kept per
+    shape, and the least recently returned shapes are let go first once the pool holds more
+    than ``max_bytes``, so a server that saw one huge batch does not keep its buffers forever.
+    A lock makes it safe for concurrent graphs (app users): no two get the same buffer.
     """
 
-    def __init__(self, keep: int = 4) -> None:
-        self.keep = keep  # at most this many spare buffers per shape
-        self.free: dict[tuple[tuple[int, ...], str], list[Array]] = {}
+    def __init__(self, keep: int = 4, max_bytes: int = 512 * 2**20) -> None:
+        self.keep, self.max_bytes = keep, max_bytes
+        self.free: OrderedDict[tuple[tuple[int, ...], str], list[Array]] = OrderedDict()
+        self.bytes = 0
+        self.lock = threading.Lock()
 
     def take(self, shape: tuple[int, ...], dtype: Any) -> Array:
-        try:
-            return self.free[(shape, xp.dtype(dtype).str)].pop()
-        except (KeyError, IndexError):
-            return xp.empty(shape, dtype=dtype)
+        with self.lock:
+            spares = self.free.get((shape, xp.dtype(dtype).str))
+            if spares:
+                array = spares.pop()
+                self.bytes -= array.nbytes
+                return array
+        return xp.empty(shape, dtype=dtype)
 
     def give(self, array: Array) -> None:
-        spares = self.free.setdefault((array.shape, array.dtype.str), [])
-        if len(spares) < self.keep:
+        key = (array.shape, array.dtype.str)
+        with self.lock:
+            spares = self.free.setdefault(key, [])
+            if len(spares) >= self.keep:
+                return
             spares.append(array)
+            self.free.move_to_end(key)
+            self.bytes += array.nbytes
+            while self.bytes > self.max_bytes:
+                oldest, kept = next(iter(self.free.items()))
+                if kept:
+                    self.bytes -= kept.pop(0).nbytes
+                if not kept:
+                    del self.free[oldest]
 
 
 _scratch = _Scratch()

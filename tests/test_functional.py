@@ -477,3 +477,17 @@ def test_conv2d_backward_twice_with_retain_graph() -> None:
     out.backward()
     np.testing.assert_allclose(x.grad, 2 * once_x)
     np.testing.assert_allclose(w.grad, 2 * once_w)
+
+
+def test_scratch_pool_is_bounded_and_reuses_buffers() -> None:
+    from micrograd.functional import _Scratch
+
+    pool = _Scratch(keep=2, max_bytes=3 * 800)
+    a = pool.take((10, 10), np.float64)  # 800 bytes
+    pool.give(a)
+    assert pool.take((10, 10), np.float64) is a  # handed back, then reused
+    for shape in [(10, 10), (10, 10), (10, 10), (5, 20), (20, 5)]:
+        pool.give(np.empty(shape))
+    assert pool.bytes <= 3 * 800
+    assert len(pool.free[(10, 10), np.dtype(np.float64).str]) <= 2
+    assert sum(x.nbytes for spares in pool.free.values() for x in spares) == pool.bytes
