@@ -537,10 +537,17 @@ def data_table(card: models.ModelCard) -> Any:
 
 def neuron_graph() -> str:
     """DOT source of one neuron, ``tanh(x1*w1 + x2*w2 + b)``, after ``backward()``."""
-    x1, x2 = Value(2.0), Value(0.0)
-    w1, w2 = Value(-3.0), Value(1.0)
-    b = Value(6.8813735870195432)
-    out = (x1 * w1 + x2 * w2 + b).tanh()
+    x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
+    w1, w2 = Value(-3.0, label="w1"), Value(1.0, label="w2")
+    b = Value(6.8813735870195432, label="b")
+    x1w1, x2w2 = x1 * w1, x2 * w2
+    x1w1.label, x2w2.label = "x1·w1", "x2·w2"
+    s = x1w1 + x2w2
+    s.label = "x1·w1 + x2·w2"
+    n = s + b
+    n.label = "n"
+    out = n.tanh()
+    out.label = "out = tanh(n)"
     out.backward()
     return draw_dot(out, rankdir="TB")
 

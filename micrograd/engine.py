@@ -67,14 +67,17 @@ class Value:
     Nodes hash and compare by identity, so they can live in sets and dicts.
     """
 
-    __slots__ = ("_backward", "_op", "_prev", "data", "grad")
+    __slots__ = ("_backward", "_op", "_prev", "data", "grad", "label")
 
-    def __init__(self, data: Number, _children: Iterable[Value] = (), _op: str = "") -> None:
+    def __init__(
+        self, data: Number, _children: Iterable[Value] = (), _op: str = "", label: str = ""
+    ) -> None:
         self.data = data
         self.grad = 0.0
         self._backward: Callable[[float], None] = _leaf_backward
         self._prev: tuple[Value, ...] = tuple(_children)
         self._op = _op
+        self.label = label  # a name for draw_dot (x1, w1, ...), as in micrograd's lecture
 
     # -- primitives: each forward with its backward ----------------------------------------------
 

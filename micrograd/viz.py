@@ -27,8 +27,9 @@ def trace(root: Any) -> tuple[list[Any], list[tuple[Any, Any]]]:
 def draw_dot(root: Any, rankdir: str = "LR") -> str:
     """DOT source drawing the graph that ends at ``root`` (a ``Value`` or anything shaped like one).
 
-    Each node is a record ``{ data 1.0000 | grad 0.5000 }``; a node made by an op also gets an
-    ellipse labelled with the op (``+``, ``*``, ``ReLU``, ``**2``...) with an edge into the record,
+    Each node is a record ``{ label | data 1.0000 | grad 0.5000 }`` (the label when the node has
+    one, ``Value(2.0, label="x1")``); a node made by an op also gets an
+    ellipse labelled with the op (``+``, ``×``, ``ReLU``, ``^2``...) with an edge into the record,
     and the op's inputs have edges into that ellipse. ``rankdir`` is Graphviz's layout direction:
     ``"LR"`` (left to right, the default), ``"RL"``, ``"TB"`` or ``"BT"``.
 
@@ -48,10 +49,12 @@ def draw_dot(root: Any, rankdir: str = "LR") -> str:
     for node in nodes:
         name = names[id(node)]
         fields = (f"data {_number(node.data)}", f"grad {_number(node.grad)}")
+        if getattr(node, "label", ""):
+            fields = (str(node.label), *fields)
         label = "{ " + " | ".join(_escape_field(field) for field in fields) + " }"
         lines.append(f'  {name} [shape=record, label="{label}"];')
         if node._op:
-            op_label = _escape_string(str(node._op))
+            op_label = _escape_string(_readable_op(str(node._op)))
             lines.append(
                 f'  {name}_op [shape=ellipse, label="{op_label}", fontsize=10, '
                 "width=0.3, height=0.3, margin=0.02];"
@@ -62,6 +65,11 @@ def draw_dot(root: Any, rankdir: str = "LR") -> str:
         lines.append(f"  {names[id(child)]} -> {target};")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _readable_op(op: str) -> str:
+    """An op's name as a person reads it: ``*`` is ×, ``**2`` is ^2."""
+    return op.replace("**", "^").replace("*", "×")
 
 
 def _number(x: Any) -> str:

@@ -282,12 +282,25 @@ def test_draw_dot_shows_every_node_and_edge():
         "{ data 0.0000 | grad 1.0000 }",
     }
     ops = re.findall(r'^\s*(n\d+)_op \[shape=ellipse, label="([^"]*)"', dot, re.M)
-    assert sorted(label for _, label in ops) == ["*", "+", "ReLU"]
+    assert sorted(label for _, label in ops) == ["+", "ReLU", "×"]
     edges = re.findall(r"^\s*(n\d+(?:_op)?) -> (n\d+(?:_op)?);$", dot, re.M)
     declared = {name for name, _ in records} | {f"{name}_op" for name, _ in ops}
     assert all(src in declared and dst in declared for src, dst in edges)
     # 3 op -> result edges, and inputs -> op: a, b -> *; c, a -> +; sum -> ReLU
     assert len(edges) == 3 + 5
+
+
+def test_draw_dot_shows_node_labels_and_readable_operators():
+    x = Value(3.0, label="x")
+    y = x**2
+    y.label = "y"
+    dot = draw_dot(y)
+    assert '"{ x | data 3.0000 | grad 6.0000 }"' not in dot  # no backward yet: grads are 0
+    y.backward()
+    dot = draw_dot(y)
+    assert '"{ x | data 3.0000 | grad 6.0000 }"' in dot
+    assert '"{ y | data 9.0000 | grad 1.0000 }"' in dot
+    assert 'label="^2"' in dot
 
 
 def test_draw_dot_escapes_labels_and_validates_rankdir():
