@@ -26,7 +26,8 @@ Usage::
 With ``--json`` the last line of stdout is one JSON object: ``verdict_12mp_ms`` (warm median),
 ``verdict_12mp_first_ms``, ``decode_12mp_ms``, ``predict_12mp_ms``, ``image_mb``,
 ``health_s``, ``first_paint_s`` (null without Chromium), ``health_plus_first_run_s`` (only
-without Chromium), ``browser_verdict_12mp_s``, ``server_rss_mb``, ``model`` (the default),
+without Chromium), ``browser_verdict_12mp_s``, ``server_rss_mb``, ``server_rss_8_visitors_mb``
+(after eight more visitors upload at once), ``model`` (the default),
 ``per_model`` (``{name: {"predict_ms", "explain_ms"}}``), ``weights``, ``cpus``.
 """
 
@@ -275,6 +276,7 @@ def bench_server(folder: Path, big_jpeg: Path, scratch: Path) -> dict[str, Any]:
                 browser_verdict_s = time.perf_counter() - clock
                 other.wait_for_load_state("networkidle")
                 memory = rss_mb(proc.pid)
+                visitors_memory = eight_visitors_mb(browser, url, proc.pid, [*present, big_jpeg])
         finally:
             browser.close()
     return {
@@ -282,7 +284,27 @@ def bench_server(folder: Path, big_jpeg: Path, scratch: Path) -> dict[str, Any]:
         "first_paint_s": round(first_paint_s, 2),
         "browser_verdict_12mp_s": round(browser_verdict_s, 2),
         "server_rss_mb": round(memory, 1),
+        "server_rss_8_visitors_mb": round(visitors_memory, 1),
     }
+
+
+def eight_visitors_mb(browser: Any, url: str, pid: int, photos: list[Path]) -> float:
+    """Eight more visitors upload a photo each at the same moment (the 12 MP one among them);
+    the server's resident set size once every page shows its verdict, in MB."""
+    pages = []
+    for _ in range(8):
+        page = browser.new_page(viewport={"width": 390, "height": 844})
+        page.set_default_timeout(TIMEOUT_S * 1000)
+        page.goto(url)
+        page.get_by_text("or try an example").wait_for()
+        pages.append(page)
+    for i, page in enumerate(pages):  # uploads are sent without waiting for answers
+        page.locator('input[type="file"]').first.set_input_files(photos[i % len(photos)])
+    peak = 0.0
+    for page in pages:
+        page.get_by_text("What the model sees").first.wait_for()
+        peak = max(peak, rss_mb(pid))
+    return max(peak, rss_mb(pid))
 
 
 def bench_server_without_browser(folder: Path, scratch: Path) -> dict[str, Any]:
@@ -299,6 +321,7 @@ def bench_server_without_browser(folder: Path, scratch: Path) -> dict[str, Any]:
         "health_plus_first_run_s": round(health_s + run_ms / 1000, 2),
         "browser_verdict_12mp_s": None,
         "server_rss_mb": round(memory, 1),
+        "server_rss_8_visitors_mb": None,
     }
 
 
@@ -330,7 +353,8 @@ def main() -> None:
     print(f"  server health after {report['health_s']} s, first paint after "
           f"{report['first_paint_s']} s")  # fmt: skip
     print(f"  12 MP upload to verdict in the browser: {report['browser_verdict_12mp_s']} s")
-    print(f"  server memory after classifying 4 photos: {report['server_rss_mb']} MB")
+    print(f"  server memory after classifying 4 photos: {report['server_rss_mb']} MB, after "
+          f"8 more visitors at once: {report['server_rss_8_visitors_mb']} MB")  # fmt: skip
     print("  decoded 12 MP photo to probability / to verdict with explanation, per model:")
     for name, figures in report["per_model"].items():
         print(f"    {name:16} {figures['predict_ms']:7.1f} ms / {figures['explain_ms']:7.1f} ms")
