@@ -398,6 +398,11 @@ class BatchNorm(Function):
     about ten strided passes over the largest activations of the network.
     In training it normalises with the batch statistics and moves the running buffers (updated
     in place) towards them, using the unbiased variance as PyTorch does.
+
+    Nothing the size of the activations is kept for backward: the output is written into the
+    centred copy of the input, and the backward works from the input itself (which the graph
+    holds anyway), with ``x̂ = (x - mean) * inv_std`` folded into per-channel coefficients:
+    ``dW = inv_std * (Σ g x - mean Σ g)`` and ``dx = a g + b x + c``.
     """
 
     def forward(
@@ -416,8 +421,8 @@ class BatchNorm(Function):
         m = rows.shape[0]
         if training:
             mean = rows.mean(axis=0)
-            centred = rows - mean
-            var = xp.einsum("ij,ij->j", centred, centred) / m
+            out = rows - mean
+            var = xp.einsum("ij,ij->j", out, out) / m
             if running_mean is not None and running_var is not None:
                 running_mean *= 1 - momentum
                 running_mean += momentum * mean
@@ -426,26 +431,34 @@ class BatchNorm(Function):
         else:
             if running_mean is None or running_var is None:
                 raise ValueError("batch_norm in eval mode needs running statistics")
-            centred, var = rows - running_mean, running_var
+            mean, var = running_mean, running_var
+            out = rows - mean
         inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
-        self.xhat = centred
-        self.xhat *= inv_std
-        self.scale = weight * inv_std
+        scale = (weight * inv_std).astype(x.dtype)
+        out *= scale
+        out += bias
+        if any(self.needs_grad):
+            self.rows, self.mean, self.inv_std, self.scale = (
+                rows,
+                mean.astype(x.dtype),
+                inv_std,
+                scale,
+            )
         self.shape, self.count, self.training = x.shape, m, training
-        return _from_channel_rows(self.xhat * weight + bias, x.shape)
+        return _from_channel_rows(out, x.shape)
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
         g = _channel_rows(grad)
         dbias = g.sum(axis=0)
-        dweight = xp.einsum("ij,ij->j", g, self.xhat)
+        dweight = self.inv_std * (xp.einsum("ij,ij->j", g, self.rows) - self.mean * dbias)
         dx = None
         if self.needs_grad[0]:
+            dx = g * self.scale
             if self.training:  # the batch statistics depend on x too
-                dx = g - dbias / self.count
-                dx -= self.xhat * (dweight / self.count)
-                dx *= self.scale
-            else:
-                dx = g * self.scale
+                b = -self.scale * self.inv_std * dweight / self.count
+                c = -self.scale * dbias / self.count - self.mean * b
+                dx += self.rows * b
+                dx += c
             dx = _from_channel_rows(dx, self.shape)
         return dx, dweight, dbias
 
