@@ -171,8 +171,8 @@ def test_upload_two_photos_and_screenshot(page: Any, server: Server, images: dic
     page.locator('input[type="file"]').first.set_input_files([hotdog, cat])
     got = results(page, 2)
     assert got == [server.expected(hotdog), server.expected(cat)]
-    if server.shipped:
-        assert [verdict for verdict, _ in got] == ["🌭 Hotdog", "Not hotdog"]
+    if server.shipped:  # the drawing may make the pretrained model hesitate (see test_app)
+        assert got[0][0] in ("🌭 Hotdog", "🤔 Not sure") and got[1][0] == "Not hotdog"
     page.get_by_text("Where it looked").nth(1).wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
     # Streamlit scrolls inside its own container, so the viewport is the picture: make it tall
@@ -216,7 +216,9 @@ def test_phone_sees_the_verdict_without_scrolling(
                 message.wait_for()
                 assert message.is_visible()
             settle(page)
-            page.screenshot(path=ARTIFACTS / "phone-errors.png", full_page=True)
+            # Streamlit scrolls inside its own container: bring the errors on screen to see them
+            page.get_by_text("SVG is a drawing format").scroll_into_view_if_needed()
+            page.screenshot(path=ARTIFACTS / "phone-errors.png")
         finally:
             browser.close()
 

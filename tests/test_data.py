@@ -224,7 +224,7 @@ def test_process_pool_matches_serial(tmp_path: Path, monkeypatch: pytest.MonkeyP
     serial = load_dataset(root, 16, cache=False, workers=1)
     assert pools == []
     pooled = load_dataset(root, 16, cache=False, workers=2)
-    assert pools == [{"max_workers": 2}]
+    assert pools == [{"max_workers": 2, "initializer": data._ignore_interrupts}]
     np.testing.assert_array_equal(serial.images, pooled.images)
     np.testing.assert_array_equal(serial.eval_images, pooled.eval_images)
     np.testing.assert_array_equal(serial.labels, pooled.labels)
