@@ -77,6 +77,9 @@ HOTDOG_TEXT = "🌭 Hotdog"
 NOT_HOTDOG_TEXT = "Not hotdog"
 NOT_SURE_TEXT = "🤔 Not sure"
 
+#: The page's views, the first one shown first.
+VIEWS = ["Classify", "Model card", "How it works"]
+
 #: One plain line on each figure of the model card.
 METRIC_HELP = {
     "Accuracy": "the share of held-out photos it got right.",
@@ -603,7 +606,7 @@ def classify_tab(directory: Path, name: str) -> None:
 
 
 def main() -> None:
-    """Draw the page: sidebar, then the Classify / Model card / How it works tabs."""
+    """Draw the page: sidebar, then one of the Classify / Model card / How it works views."""
     st.set_page_config(page_title="Hotdog or not", page_icon="🌭", layout="centered")
     st.title("🌭 Hotdog or not?")
     st.caption(
@@ -626,14 +629,17 @@ def main() -> None:
         st.error(f"No model found in {directory}: expected NAME.npz with its NAME.json card.")
         st.stop()
 
-    classify, card, how = st.tabs(["Classify", "Model card", "How it works"])
-    with classify:
+    # One view at a time, and only that one is computed: tabs would redraw all three on every
+    # upload, for a person who sees one.
+    view = st.segmented_control(
+        "View", VIEWS, default=VIEWS[0], key="view", label_visibility="collapsed"
+    )
+    if view == "Model card":
+        show_model_card(get_classifier(directory, name)[0])
+    elif view == "How it works":
+        show_how_it_works(get_classifier(directory, name)[0])
+    else:
         classify_tab(directory, name)
-    classifier, _ = get_classifier(directory, name)
-    with card:
-        show_model_card(classifier)
-    with how:
-        show_how_it_works(classifier)
 
 
 if __name__ == "__main__":

@@ -279,7 +279,10 @@ def expected_p(models_dir: Path, name: str, data: bytes) -> float:
 
 class TestPage:
     def test_first_run_draws_everything_without_results(self, app: AppTest) -> None:
-        assert [t.label for t in app.tabs] == ["Classify", "Model card", "How it works"]
+        views = app.button_group(key="view")
+        assert views.options == ["Classify", "Model card", "How it works"]
+        assert views.value == "Classify"
+        assert app.get("graphviz_chart") == [] and app.metric == []  # only the view on screen
         assert app.selectbox(key="model").value == "hotdog_cnn"
         assert app.selectbox(key="model").options[0].startswith("hotdog_cnn")
         assert any("25 MB" in c.value for c in app.sidebar.caption)
@@ -307,6 +310,7 @@ class TestPage:
         assert len(verdicts(app)) == 1 and verdicts(app)[0] in VERDICTS
 
     def test_model_card_tab(self, app: AppTest) -> None:
+        app.button_group(key="view").set_value("Model card").run()
         assert [m.label for m in app.metric] == ["Accuracy", "Balanced accuracy", "ROC AUC"]
         assert app.metric[0].value == "50.0%"
         assert all(m.help for m in app.metric)
@@ -316,6 +320,7 @@ class TestPage:
         assert any("python -m training train" in c.value for c in app.code)
 
     def test_how_it_works_draws_a_neuron(self, app: AppTest) -> None:
+        app.button_group(key="view").set_value("How it works").run()
         (chart,) = app.get("graphviz_chart")
         dot = chart.proto.spec
         assert dot.startswith("digraph") and "tanh" in dot
@@ -387,13 +392,15 @@ class TestClassify:
         cnn_p = probabilities(app, [data])
         app.selectbox(key="model").set_value("hotdog_mlp").run()
         assert not app.exception
-        assert app.subheader[0].value == "Model card: hotdog_mlp"
         captions = [cap for im in app.get("image") for cap in im.captions]
         assert "What the model sees (32×32 gray)" in captions
         assert "Where it looked (saliency)" in captions
         mlp_p = probabilities(app, [data], "hotdog_mlp")
         assert mlp_p == pytest.approx([expected_p(random_models, "hotdog_mlp", data)], abs=0.006)
         assert mlp_p != cnn_p
+        app.button_group(key="view").set_value("Model card").run()
+        assert app.subheader[0].value == "Model card: hotdog_mlp"
+        app.button_group(key="view").set_value("How it works").run()
         assert any("Flatten" in c.value for c in app.code)
 
     def test_file_names_are_not_markdown(self, app: AppTest) -> None:
@@ -484,6 +491,7 @@ class TestModelProblems:
         (tmp_path / "hotdog_cnn.npz").write_bytes((random_models / "hotdog_cnn.npz").read_bytes())
         (tmp_path / "hotdog_cnn.json").write_text(json.dumps(card))
         at = self.run_with(tmp_path, monkeypatch)
+        at.button_group(key="view").set_value("Model card").run()
         assert errors(at) == [] and not at.exception
         assert any("could not be read" in c.value for c in at.caption)
 
