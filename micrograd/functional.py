@@ -494,10 +494,24 @@ def relu(x: Tensor) -> Tensor:
     return x.relu()
 
 
+class ReLU6(Function):
+    """``min(max(x, 0), 6)``, MobileNet's activation, fused: one pass forward, and the
+    backward's mask read off the output (0 < out < 6), so nothing else is kept. The gradient is
+    0 at exactly 0 and 6, as ``torch.nn.functional.relu6`` gives it."""
+
+    def forward(self, x: Array) -> Array:
+        self.out = xp.clip(x, 0, 6)
+        return self.out
+
+    def backward(self, grad: Array) -> tuple[Array]:
+        inside = self.out > 0
+        inside &= self.out < 6
+        return (grad * inside,)
+
+
 def relu6(x: Tensor) -> Tensor:
-    """``min(max(x, 0), 6)`` (MobileNet's activation). At exactly 0 and 6 the gradient is 1,
-    as for ``torch.clamp`` (``torch.nn.functional.relu6`` gives 0 there; a measure-zero set)."""
-    return x.clip(0.0, 6.0)
+    """``min(max(x, 0), 6)`` elementwise (see ``ReLU6``); same shape out."""
+    return ReLU6.apply(x)
 
 
 def leaky_relu(x: Tensor, negative_slope: float = 0.01) -> Tensor:
