@@ -190,6 +190,19 @@ class Conv2d(Function):
         self.cols = None
 
 
+#: Floats of output one depthwise pass works on at a time: small enough (256 KB) to stay in
+#: the CPU's cache across all k*k offsets, where whole-tensor passes would stream the
+#: activations through memory k*k times (2.3x slower for a 5x5 kernel on 56x56x144 maps).
+DEPTHWISE_BLOCK = 65536
+
+
+def _row_blocks(n: int, ho: int, row_size: int) -> list[tuple[int, slice]]:
+    """``(image, output rows)`` pieces of an ``(n, ho, ...)`` output, ``DEPTHWISE_BLOCK``
+    floats each (whole rows, at least one)."""
+    rows = max(1, DEPTHWISE_BLOCK // max(1, row_size))
+    return [(b, slice(r, min(ho, r + rows))) for b in range(n) for r in range(0, ho, rows)]
+
+
 class DepthwiseConv2d(Function):
     """Depthwise 2-D cross-correlation (one kxk filter per channel, ``groups == channels``) as
     ``kh*kw`` shifted multiply-adds on channels-last arrays.
@@ -198,7 +211,9 @@ class DepthwiseConv2d(Function):
     instead each kernel offset ``(i, j)`` adds ``x shifted by (i, j) * w[:, i, j]`` to the
     output, a broadcast over the channel axis. The backward is the same walk: ``dW[:, i, j]`` is
     the per-channel dot product of the gradient with the shifted input, and ``dx`` scatters
-    ``g * w[:, i, j]`` back to the shifted positions.
+    ``g * w[:, i, j]`` back to the shifted positions. The output and ``dx`` walks go over the
+    output in cache-sized blocks of rows (``DEPTHWISE_BLOCK``), all offsets for one block at a
+    time; ``dW`` is one einsum per offset over the whole arrays.
     """
 
     def forward(
@@ -213,16 +228,19 @@ class DepthwiseConv2d(Function):
         src = _padded(x.transpose(0, 2, 3, 1), p)  # (N, H+2p, W+2p, C)
         taps = w.reshape(c, kh * kw).T.copy()  # (kh*kw, C): row i*kw+j is the (i, j) tap
         out = xp.empty((n, ho, wo, c), dtype=x.dtype)
-        term = _scratch.take(out.shape, x.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                shifted = src[:, i : i + s * ho : s, j : j + s * wo : s]
-                if i == 0 and j == 0:
-                    xp.multiply(shifted, taps[0], out=out)
-                else:
-                    xp.multiply(shifted, taps[i * kw + j], out=term)
-                    out += term
-        _scratch.give(term)
+        blocks = _row_blocks(n, ho, wo * c)
+        term = xp.empty((blocks[0][1].stop - blocks[0][1].start, wo, c), dtype=x.dtype)
+        for image, rows in blocks:
+            block, t = out[image, rows], term[: rows.stop - rows.start]
+            for i in range(kh):
+                for j in range(kw):
+                    shifted = src[image, rows.start * s + i : (rows.stop - 1) * s + i + 1 : s,
+                                  j : j + s * wo : s]  # fmt: skip
+                    if i == 0 and j == 0:
+                        xp.multiply(shifted, taps[0], out=block)
+                    else:
+                        xp.multiply(shifted, taps[i * kw + j], out=t)
+                        block += t
         if b is not None:
             out += b
         self.src = src if self.needs_grad[1] else None  # dW needs the padded input
@@ -236,23 +254,28 @@ class DepthwiseConv2d(Function):
         (n, c, h, wd), kh, kw, ho, wo, s, p = self.geometry
         g = grad.transpose(0, 2, 3, 1)  # (N, Ho, Wo, C), a free view for our own outputs
         dw = None
-        if self.needs_grad[1]:
+        if self.needs_grad[1]:  # one dot product per offset: einsum streams both operands once
             dw = xp.empty((kh * kw, c), dtype=grad.dtype)
             for i in range(kh):
                 for j in range(kw):
                     shifted = self.src[:, i : i + s * ho : s, j : j + s * wo : s]
                     dw[i * kw + j] = xp.einsum("nhwc,nhwc->c", g, shifted)
             dw = xp.ascontiguousarray(dw.T.reshape(c, 1, kh, kw))
-        db = g.sum(axis=(0, 1, 2)) if self.has_bias and self.needs_grad[2] else None
-        dx = None
+        dpad = None
         if self.needs_grad[0]:
             dpad = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=grad.dtype)
-            term = _scratch.take(g.shape, grad.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    xp.multiply(g, self.taps[i * kw + j], out=term)
-                    dpad[:, i : i + s * ho : s, j : j + s * wo : s] += term
-            _scratch.give(term)
+            blocks = _row_blocks(n, ho, wo * c)
+            term = xp.empty((blocks[0][1].stop - blocks[0][1].start, wo, c), dtype=grad.dtype)
+            for image, rows in blocks:
+                gb, t = g[image, rows], term[: rows.stop - rows.start]
+                for i in range(kh):
+                    for j in range(kw):
+                        xp.multiply(gb, self.taps[i * kw + j], out=t)
+                        dpad[image, rows.start * s + i : (rows.stop - 1) * s + i + 1 : s,
+                             j : j + s * wo : s] += t  # fmt: skip
+        db = g.sum(axis=(0, 1, 2)) if self.has_bias and self.needs_grad[2] else None
+        dx = None
+        if dpad is not None:
             dx = dpad[:, p : p + h, p : p + wd].transpose(0, 3, 1, 2)
         return (dx, dw, db) if self.has_bias else (dx, dw)
 
