@@ -488,6 +488,15 @@ def show_model_card(classifier: models.Classifier) -> None:
         )
     if card.training_summary():
         st.caption(card.training_summary())
+    if card.notes:
+        st.caption(escape_markdown(card.notes))
+    if card.pretrained:
+        source = card.pretrained
+        st.caption(
+            f"Pretrained weights: {escape_markdown(str(source.get('name', '')))}, from "
+            f"{escape_markdown(str(source.get('package', '')))}, licence "
+            f"{escape_markdown(str(source.get('licence', '')))}."
+        )
     if card.confusion:
         n = f", n = {card.n})" if card.n else ")"
         st.markdown("**Confusion matrix** (held-out photos" + n)

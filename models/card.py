@@ -62,6 +62,7 @@ class ModelCard:
     epochs_run: int | None = None
     architecture: dict[str, Any] | None = None
     pretrained: dict[str, Any] | None = None
+    notes: str | None = None
     problems: tuple[str, ...] = field(default=())
 
     @property
@@ -95,6 +96,7 @@ class ModelCard:
             epochs_run=_count(obj.get("epochs_run")),
             architecture=_dict(obj.get("architecture"), "architecture", problems) or None,
             pretrained=_dict(obj.get("pretrained"), "pretrained", problems) or None,
+            notes=_str(obj.get("notes")),
             problems=tuple(problems),
         )
 
