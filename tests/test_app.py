@@ -27,7 +27,7 @@ import models
 from models.architectures import HOTDOG_CNN, build
 from models.io import save_model
 from models.preprocess import PreprocessConfig
-from tests.conftest import STRICT
+from tests.conftest import STRICT, optional_import
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -451,6 +451,13 @@ class TestInputs:
         assert not app.exception
         assert errors(app) == []
         assert len(verdicts(app)) == 1 and verdicts(app)[0] in VERDICTS
+
+    def test_iphone_heic_photo_is_classified(self, app: AppTest) -> None:
+        pillow_heif = optional_import("pillow_heif")
+        pillow_heif.register_heif_opener()
+        upload(app, [("IMG_0001.HEIC", encode(photo_like(120, 90), "HEIF"))])
+        assert not app.exception and errors(app) == []
+        assert len(verdicts(app)) == 1
 
     def test_all_bad_inputs_at_once(self, app: AppTest) -> None:
         files = [(name, make()) for name, make, _ in BAD_INPUTS.values()]
