@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 from micrograd.backend import xp
@@ -196,11 +197,33 @@ class Conv2d(Function):
 DEPTHWISE_BLOCK = 65536
 
 
-def _row_blocks(n: int, ho: int, row_size: int) -> list[tuple[int, slice]]:
-    """``(image, output rows)`` pieces of an ``(n, ho, ...)`` output, ``DEPTHWISE_BLOCK``
-    floats each (whole rows, at least one)."""
-    rows = max(1, DEPTHWISE_BLOCK // max(1, row_size))
-    return [(b, slice(r, min(ho, r + rows))) for b in range(n) for r in range(0, ho, rows)]
+Window = tuple[int, slice, slice]
+
+
+def _block_rows(wo: int, c: int) -> int:
+    """Output rows per block: ``DEPTHWISE_BLOCK`` floats, at least one row."""
+    return max(1, DEPTHWISE_BLOCK // max(1, wo * c))
+
+
+def _blocks(
+    n: int, ho: int, wo: int, c: int, kh: int, kw: int, s: int
+) -> Iterator[tuple[tuple[int, slice], list[tuple[int, Window]]]]:
+    """The cache-sized pieces of an ``(n, ho, wo, c)`` depthwise output: for each, its index in
+    the output and, per kernel offset (tap ``i*kw + j``), the index of the window of the padded
+    input that the offset reads (and that the backward writes)."""
+    rows = _block_rows(wo, c)
+    for b in range(n):
+        for r in range(0, ho, rows):
+            end = min(ho, r + rows)
+            windows = [
+                (
+                    i * kw + j,
+                    (b, slice(r * s + i, (end - 1) * s + i + 1, s), slice(j, j + s * wo, s)),
+                )
+                for i in range(kh)
+                for j in range(kw)
+            ]
+            yield (b, slice(r, end)), windows
 
 
 class DepthwiseConv2d(Function):
@@ -228,19 +251,16 @@ class DepthwiseConv2d(Function):
         src = _padded(x.transpose(0, 2, 3, 1), p)  # (N, H+2p, W+2p, C)
         taps = w.reshape(c, kh * kw).T.copy()  # (kh*kw, C): row i*kw+j is the (i, j) tap
         out = xp.empty((n, ho, wo, c), dtype=x.dtype)
-        blocks = _row_blocks(n, ho, wo * c)
-        term = xp.empty((blocks[0][1].stop - blocks[0][1].start, wo, c), dtype=x.dtype)
-        for image, rows in blocks:
-            block, t = out[image, rows], term[: rows.stop - rows.start]
-            for i in range(kh):
-                for j in range(kw):
-                    shifted = src[image, rows.start * s + i : (rows.stop - 1) * s + i + 1 : s,
-                                  j : j + s * wo : s]  # fmt: skip
-                    if i == 0 and j == 0:
-                        xp.multiply(shifted, taps[0], out=block)
-                    else:
-                        xp.multiply(shifted, taps[i * kw + j], out=t)
-                        block += t
+        term = xp.empty((min(ho, _block_rows(wo, c)), wo, c), dtype=x.dtype)
+        for at, windows in _blocks(n, ho, wo, c, kh, kw, s):
+            block = out[at]
+            t = term[: len(block)]
+            for tap, window in windows:
+                if tap == 0:
+                    xp.multiply(src[window], taps[0], out=block)
+                else:
+                    xp.multiply(src[window], taps[tap], out=t)
+                    block += t
         if b is not None:
             out += b
         self.src = src if self.needs_grad[1] else None  # dW needs the padded input
@@ -264,15 +284,13 @@ class DepthwiseConv2d(Function):
         dpad = None
         if self.needs_grad[0]:
             dpad = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=grad.dtype)
-            blocks = _row_blocks(n, ho, wo * c)
-            term = xp.empty((blocks[0][1].stop - blocks[0][1].start, wo, c), dtype=grad.dtype)
-            for image, rows in blocks:
-                gb, t = g[image, rows], term[: rows.stop - rows.start]
-                for i in range(kh):
-                    for j in range(kw):
-                        xp.multiply(gb, self.taps[i * kw + j], out=t)
-                        dpad[image, rows.start * s + i : (rows.stop - 1) * s + i + 1 : s,
-                             j : j + s * wo : s] += t  # fmt: skip
+            term = xp.empty((min(ho, _block_rows(wo, c)), wo, c), dtype=grad.dtype)
+            for at, windows in _blocks(n, ho, wo, c, kh, kw, s):
+                gb = g[at]
+                t = term[: len(gb)]
+                for tap, window in windows:
+                    xp.multiply(gb, self.taps[tap], out=t)
+                    dpad[window] += t
         db = g.sum(axis=(0, 1, 2)) if self.has_bias and self.needs_grad[2] else None
         dx = None
         if dpad is not None:
