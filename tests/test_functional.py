@@ -48,6 +48,8 @@ CONV_CASES = [
     pytest.param((2, 3, 7, 5), (2, 3, 3, 3), 2, 1, False, id="3x3-stride2-pad1"),
     pytest.param((1, 2, 6, 6), (3, 2, 1, 1), 1, 0, True, id="1x1"),
     pytest.param((2, 2, 6, 7), (3, 2, 5, 5), 1, 2, True, id="5x5-pad2"),
+    pytest.param((3, 4, 5, 7), (5, 4, 3, 3), 1, 1, False, id="3x3-same"),
+    pytest.param((2, 3, 1, 2), (2, 3, 3, 3), 1, 1, True, id="3x3-same-tiny"),
     pytest.param((1, 3, 8, 7), (2, 3, 2, 2), 2, 0, False, id="2x2-stride2"),
     pytest.param((1, 2, 5, 6), (2, 2, 3, 2), 1, 1, True, id="3x2-kernel"),
     pytest.param((2, 1, 4, 9), (2, 1, 3, 3), 3, 1, True, id="stride3"),
@@ -159,6 +161,32 @@ def test_conv2d_of_a_conv_output(torch: Any) -> None:
         return conv(conv(x, w1, padding=1).relu(), w2, stride=2)
 
     _check(ours, theirs, [randn(2, 2, 6, 5), randn(3, 2, 3, 3, seed=1), randn(2, 3, 2, 2)], torch)
+
+
+@pytest.mark.parametrize("blas", [True, False], ids=["gemm-in-place", "numpy-matmul"])
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_same_conv2d_in_float32(k: int, blas: bool, torch: Any, monkeypatch: Any) -> None:
+    """The shifted-product convolution in float32 (BLAS sgemm accumulating in place, or the
+    numpy fallback), on a channels-last input as a network hands it over, against PyTorch."""
+    if not blas:
+        monkeypatch.setattr(F, "_gemm", lambda dtype: None)
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((3, 5, 9, 7), dtype=np.float32)
+    w = rng.standard_normal((6, 5, k, k), dtype=np.float32) * 0.3
+    b = rng.standard_normal(6, dtype=np.float32)
+    channels_last = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    ours = [Tensor(a, requires_grad=True) for a in (channels_last, w, b)]
+    out = F.conv2d(*ours, padding=k // 2)
+    theirs = [torch.tensor(a, requires_grad=True) for a in (x, w, b)]
+    ref = torch.nn.functional.conv2d(*theirs, padding=k // 2)
+    assert out.data.dtype == np.float32
+    np.testing.assert_allclose(out.data, ref.detach().numpy(), atol=2e-5, rtol=1e-4)
+    weights = rng.standard_normal(out.shape, dtype=np.float32)
+    (out * Tensor(weights)).sum().backward()
+    (ref * torch.from_numpy(weights)).sum().backward()
+    for mine, their in zip(ours, theirs, strict=True):
+        assert mine.grad.dtype == np.float32
+        np.testing.assert_allclose(mine.grad, their.grad.numpy(), atol=1e-4, rtol=1e-4)
 
 
 # ---------------------------------------------------------------------- pooling
@@ -467,7 +495,7 @@ def test_dropout_identity_in_eval_and_at_zero() -> None:
 
 
 def test_conv2d_backward_twice_with_retain_graph() -> None:
-    """The im2col buffer saved for dW survives a retained graph and is reused after."""
+    """The padded input saved for dW survives a retained graph and is reused after."""
     rng = np.random.default_rng(0)
     x = Tensor(rng.standard_normal((2, 3, 6, 6)), requires_grad=True, dtype=None)
     w = Tensor(rng.standard_normal((4, 3, 3, 3)), requires_grad=True, dtype=None)
