@@ -167,7 +167,9 @@ def test_conv2d_of_a_conv_output(torch: Any) -> None:
 @pytest.mark.parametrize("k", [1, 3, 5])
 def test_same_conv2d_in_float32(k: int, blas: bool, torch: Any, monkeypatch: Any) -> None:
     """The shifted-product convolution in float32 (BLAS sgemm accumulating in place, or the
-    numpy fallback), on a channels-last input as a network hands it over, against PyTorch."""
+    numpy fallback), on a channels-last input as a network hands it over, against PyTorch;
+    the weight gradient summed over blocks of 50 rows (a last, shorter block included)."""
+    monkeypatch.setattr(F, "DW_ROWS", 50)
     if not blas:
         monkeypatch.setattr(F, "_gemm", lambda dtype: None)
     rng = np.random.default_rng(k)
