@@ -109,24 +109,6 @@ def _padded(a: Array, p: int) -> Array:
     return out
 
 
-def _im2col(a: Array, kh: int, kw: int, s: int, p: int, ho: int, wo: int) -> Array:
-    """Channels-last patches: ``(N, H, W, C)`` -> ``(N*Ho*Wo, kh*kw*C)`` (a scratch buffer).
-
-    Column block ``(i, j)`` holds the input shifted by kernel offset ``(i, j)``: one strided
-    copy per offset, never a loop over pixels or images.
-    """
-    n, c = a.shape[0], a.shape[3]
-    src = _padded(a, p)
-    cols = _scratch.take((n * ho * wo, kh * kw * c), a.dtype)
-    blocks = cols.reshape(n, ho, wo, kh, kw, c)
-    for i in range(kh):
-        for j in range(kw):
-            blocks[:, :, :, i, j] = src[:, i : i + s * ho : s, j : j + s * wo : s]
-    if src is not a:
-        _scratch.give(src)
-    return cols
-
-
 @functools.cache
 def _gemm(dtype: Any) -> Any:
     """scipy's BLAS ``?gemm`` for ``dtype`` (``C <- alpha A B + beta C``, in place), or None.
@@ -176,120 +158,38 @@ def _matmul(a: Array, b: Array, out: Array, accumulate: bool = False) -> Array:
     return out
 
 
-#: Rows of the padded input one weight-gradient pass takes for all ``k*k`` taps at a time
-#: (under 1 MB of input and gradient for 32 channels), so the ``k*k`` reads of a row come from
-#: the CPU's cache: 25% faster on one thread than a whole-array product per tap.
+#: Rows of the phase images one weight-gradient pass takes for all taps at a time (under 1 MB
+#: of input and gradient at 32 channels), so the ``kh*kw`` reads of a row come from the CPU's
+#: cache: 25% faster on one thread than one whole-array product per tap.
 DW_ROWS = 4096
 
-
-class SameConv2d(Function):
-    """Stride-1 convolution with a ``k x k`` kernel and ``(k-1)/2`` zero padding (output as large
-    as the input: every 1x1, 3x3 and 5x5 conv of a ResNet or MobileNet block) as ``k*k``
-    shifted matrix products, with no im2col.
-
-    The input is padded channels-last and seen as rows ``P (N*Hp*Wp, C)``: pixel ``(n, h, w)`` of
-    the padded images is row ``q = (n*Hp + h)*Wp + w``. Output pixel ``q`` reads kernel offset
-    ``(i, j)`` from row ``q + i*Wp + j``, so every offset is one contiguous slice of ``P``:
-
-        out[q] = Σ_ij P[q + i*Wp + j] @ W_ij        (W_ij = w[:, :, i, j]ᵀ, (C, O))
-
-    summed in place by BLAS ``gemm``. Rows whose ``q`` lands in the padding ring compute
-    garbage, dropped afterwards: ``Hp*Wp / (H*W)`` times the work (1.13x at 32x32, 1.56x at
-    8x8), in exchange for never writing the ``k*k``-fold im2col matrix and keeping nothing but
-    the padded input for backward. For 1x1 kernels ``P`` is the input itself and nothing is
-    wasted.
-
-    Backward: with the gradient padded the same way (``G``, zero on the padding ring),
-    ``dW_ij = P[i*Wp + j + ...]ᵀ @ G[p*Wp + p + ...]`` (the zero rows add nothing), and ``dx``
-    is the same shifted product of ``G`` with the flipped kernel.
-    """
-
-    def forward(self, x: Array, w: Array, b: Array | None = None) -> Array:
-        c = x.shape[1]
-        o, ci, k, _ = w.shape
-        if ci != c:
-            raise ValueError(f"conv2d: input has {c} channels, weight expects {ci}")
-        p = k // 2
-        padded = xp.ascontiguousarray(_padded(x.transpose(0, 2, 3, 1), p))  # (N, Hp, Wp, C)
-        taps = xp.ascontiguousarray(w.transpose(2, 3, 1, 0)).reshape(k * k, c, o)
-        out = self._shifted_products(padded, taps)  # (N, H, W, O)
-        if b is not None:
-            out += b
-        self.padded = padded if self.needs_grad[1] else None  # dW reads it
-        if self.padded is None and p:
-            _scratch.give(padded)
-        self.w, self.has_bias = w, b is not None
-        return out.transpose(0, 3, 1, 2)
-
-    @staticmethod
-    def _offsets(k: int, wp: int) -> list[int]:
-        """Row offset of each kernel tap ``i*k + j`` in the flattened padded images."""
-        return [i * wp + j for i in range(k) for j in range(k)]
-
-    def _shifted_products(self, padded: Array, taps: Array) -> Array:
-        """``padded (N, Hp, Wp, C)``, ``taps (k*k, C, O)`` -> ``(N, Hp-2p, Wp-2p, O)``."""
-        n, hp, wp, c = padded.shape
-        k, o = round(taps.shape[0] ** 0.5), taps.shape[2]
-        p = k // 2
-        rows = padded.reshape(-1, c)
-        offsets = self._offsets(k, wp)
-        span = len(rows) - offsets[-1]  # the rows every output pixel lies within
-        if p:  # a work buffer: the output is the part of it off the padding ring
-            full = _scratch.take((len(rows), o), padded.dtype)
-        else:
-            full = xp.empty((len(rows), o), dtype=padded.dtype)
-        for t, at in enumerate(offsets):
-            _matmul(rows[at : at + span], taps[t], full[:span], accumulate=t > 0)
-        if not p:
-            return full.reshape(n, hp, wp, o)
-        out = xp.ascontiguousarray(full.reshape(n, hp, wp, o)[:, : hp - 2 * p, : wp - 2 * p])
-        _scratch.give(full)
-        return out
-
-    def backward(self, grad: Array) -> tuple[Array | None, ...]:
-        o, c, k, _ = self.w.shape
-        p = k // 2
-        gpad = xp.ascontiguousarray(_padded(grad.transpose(0, 2, 3, 1), p))  # (N, Hp, Wp, O)
-        dw = dx = None
-        if self.needs_grad[1]:
-            wp = gpad.shape[2]
-            rows, grows = self.padded.reshape(-1, c), gpad.reshape(-1, o)
-            offsets = self._offsets(k, wp)
-            span = len(rows) - offsets[-1]
-            g = grows[p * wp + p : p * wp + p + span]  # gradient of output row q, 0 off-image
-            dw = xp.empty((k * k, c, o), dtype=grad.dtype)
-            for r in range(0, span, DW_ROWS):  # all taps per block of rows, while it is cached
-                end = min(span, r + DW_ROWS)
-                for t, at in enumerate(offsets):
-                    _matmul(rows[at + r : at + end].T, g[r:end], dw[t], accumulate=r > 0)
-            dw = xp.ascontiguousarray(dw.reshape(k, k, c, o).transpose(3, 2, 0, 1))
-        if self.needs_grad[0]:
-            flipped = xp.ascontiguousarray(self.w[:, :, ::-1, ::-1].transpose(2, 3, 0, 1))
-            dx = self._shifted_products(gpad, flipped.reshape(k * k, o, c)).transpose(0, 3, 1, 2)
-        if p:
-            _scratch.give(gpad)
-        db = grad.sum(axis=(0, 2, 3)) if self.has_bias and self.needs_grad[2] else None
-        return (dx, dw, db) if self.has_bias else (dx, dw)
-
-    def release(self) -> None:
-        if self.padded is not None and self.w.shape[2] > 1:  # a padded copy, not x itself
-            _scratch.give(self.padded)
-        self.padded = None
+Tap = tuple[int, int, int]  # kernel row i, kernel column j, row offset in the phase image
 
 
 class Conv2d(Function):
-    """2-D cross-correlation as im2col followed by one matrix multiply, computed channels-last:
-    any kernel, stride and padding (``SameConv2d`` is faster for the stride-1 "same" case).
+    """2-D cross-correlation as a sum of shifted matrix products, computed channels-last, with
+    no im2col matrix.
 
-    Forward: ``out (N*Ho*Wo, O) = cols (N*Ho*Wo, kh*kw*C) @ Wᵀ``. Pixels-by-channels matrices
-    multiply faster than the channels-by-pixels orientation (BLAS likes the long dimension
-    outside), and the result is returned as an NCHW *view* of an NHWC buffer: no transpose
-    copy, and the next conv or batch norm reads it channels-last for free.
+    **Stride 1.** Pad the input and see it as rows ``P (N*Hp*Wp, C)``: pixel ``(n, h, w)`` of
+    the padded images is row ``q = (n*Hp + h)*Wp + w``. Output pixel ``q`` reads kernel offset
+    ``(i, j)`` from row ``q + i*Wp + j``, so each offset is one contiguous slice of ``P``:
 
-    Backward: ``dW = gᵀ @ cols``, with ``cols`` built again rather than kept from the forward
-    (it is ``kh*kw`` times the input: keeping it for every conv would hold most of a training
-    step's memory, rebuilding it costs one strided copy). ``dx`` scatters ``g @ W`` back with
-    one add per kernel offset (col2im).
+        out[q] = Σ_ij P[q + i*Wp + j] @ W_ij        (W_ij = w[:, :, i, j]ᵀ, (C, O))
+
+    and BLAS ``gemm`` adds the ``kh*kw`` products into ``out`` in place. Rows ``q`` whose
+    ``(h, w)`` is not an output pixel (the last ``kh-1`` rows and ``kw-1`` columns of each padded
+    image) compute garbage that is dropped: ``Hp*Wp / (Ho*Wo)`` times the work (1.13x at 32x32,
+    1.56x at 8x8), in exchange for never writing the ``kh*kw``-fold im2col matrix and keeping
+    only the padded input for backward (a 1x1 conv keeps nothing: ``P`` is the input itself).
+
+    **Stride s.** Split the padded input into its ``s*s`` phases, ``X_ab = P[a::s, b::s]``: a
+    stride-``s`` conv is the sum over phases of stride-1 convs of ``X_ab`` with the taps
+    ``w[:, :, s*i' + a, s*j' + b]``. All phases are laid on one ``Hs x Ws`` grid so that their
+    output rows line up, and the stride-1 scheme above applies to each.
+
+    Backward, with ``G`` the output gradient on the same grid (zero off the output pixels):
+    ``dW_ij = X[q + off_ij]ᵀ @ G[q]`` summed over ``q`` (the zero rows add nothing), and each
+    phase's ``dX[r] = Σ_ij G[r - off_ij] @ W_ijᵀ``, a stride-1 product again.
     """
 
     def forward(
@@ -301,41 +201,129 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: input has {c} channels, weight expects {ci}")
         s, p = stride, padding
         ho, wo = _out_size(h, kh, s, p), _out_size(wd, kw, s, p)
-        cols = _im2col(x.transpose(0, 2, 3, 1), kh, kw, s, p, ho, wo)
-        wmat = w.transpose(0, 2, 3, 1).reshape(o, -1)  # (O, kh*kw*C), rows match cols
-        out = _matmul(cols, wmat.T, xp.empty((len(cols), o), dtype=x.dtype))  # (N*Ho*Wo, O)
-        _scratch.give(cols)
+        hs, ws = ho + (kh - 1) // s, wo + (kw - 1) // s  # the grid every phase is laid on
+        self.geometry = (x.shape, w.shape, s, p, ho, wo, hs, ws)
+        self.phases = self._phase_images(x.transpose(0, 2, 3, 1))
+        taps = {ab: [w[:, :, i, j].T for i, j, _ in ts] for ab, ts in self._taps().items()}
+        out = self._products(self.phases, taps, o)
+        out = out.reshape(n, hs, ws, o)
+        if (hs, ws) != (ho, wo):
+            grid, out = out, xp.ascontiguousarray(out[:, :ho, :wo])
+            _scratch.give(grid.reshape(-1, o))
         if b is not None:
             out += b
-        self.x = x if self.needs_grad[1] else None  # dW rebuilds cols from it
-        self.w, self.wmat, self.has_bias = w, wmat, b is not None
-        self.geometry = (x.shape, ho, wo, s, p)
-        return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2)
+        if not self.needs_grad[1]:  # only dW reads the phase images
+            self.release()
+        self.w, self.has_bias = w, b is not None
+        return out.transpose(0, 3, 1, 2)
+
+    def _taps(self) -> dict[tuple[int, int], list[Tap]]:
+        """Per phase ``(a, b)``: its kernel taps ``(i, j)`` and their row offsets on the grid."""
+        _, (_, _, kh, kw), s, _, _, _, _, ws = self.geometry
+        taps: dict[tuple[int, int], list[Tap]] = {}
+        for i in range(kh):
+            for j in range(kw):
+                taps.setdefault((i % s, j % s), []).append((i, j, (i // s) * ws + j // s))
+        return taps
+
+    def _phase_slices(self, a: int, b: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
+        """Phase ``(a, b)``: where on its grid the input pixels lie (the rest is zero padding),
+        and which pixels of the ``(N, H, W, C)`` input those are."""
+        (_, _, h, wd), _, s, p, _, _, hs, ws = self.geometry
+
+        def axis(a: int, size: int, grid: int) -> tuple[slice, slice]:
+            lo = max(0, -((a - p) // s))  # first grid index whose pixel s*lo + a - p >= 0
+            hi = max(lo, min(grid, (size - 1 + p - a) // s + 1))
+            first = s * lo + a - p
+            return slice(lo, hi), slice(first, first + s * (hi - lo), s)
+
+        (grid_rows, rows), (grid_cols, cols) = axis(a, h, hs), axis(b, wd, ws)
+        return (grid_rows, grid_cols), (rows, cols)
+
+    def _phase_images(self, x: Array) -> dict[tuple[int, int], Array]:
+        """``x (N, H, W, C)`` -> per phase, its zero-padded image on the grid, as rows
+        ``(N*Hs*Ws, C)`` (a scratch buffer; ``x`` itself for a stride-1 conv without padding)."""
+        (n, c, _, _), _, s, p, _, _, hs, ws = self.geometry
+        if s == 1 and p == 0:
+            return {(0, 0): xp.ascontiguousarray(x).reshape(-1, c)}
+        images = {}
+        for a, b in self._taps():
+            image = _scratch.take((n * hs * ws, c), x.dtype)
+            grid = image.reshape(n, hs, ws, c)
+            (gr, gc), (xr, xc) = self._phase_slices(a, b)
+            grid[:, : gr.start], grid[:, gr.stop :] = 0, 0
+            grid[:, :, : gc.start], grid[:, :, gc.stop :] = 0, 0
+            grid[:, gr, gc] = x[:, xr, xc]
+            images[a, b] = image
+        return images
+
+    def _products(
+        self,
+        images: dict[tuple[int, int], Array],
+        weights: dict[Any, list[Array]],
+        o: int,
+    ) -> Array:
+        """``out (N*Hs*Ws, o) = Σ over phases and taps of image[q + off] @ weight``: the
+        forward (``weights`` are ``(C, O)`` taps). Rows past the last full slice are left unset."""
+        taps = self._taps()
+        rows = len(next(iter(images.values())))
+        span = rows - max(off for ts in taps.values() for _, _, off in ts)
+        out = _scratch.take((rows, o), next(iter(images.values())).dtype)
+        first = True
+        for ab, image in images.items():
+            for (_, _, off), tap in zip(taps[ab], weights[ab], strict=True):
+                _matmul(image[off : off + span], xp.ascontiguousarray(tap), out[:span], not first)
+                first = False
+        return out
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
-        (n, c, h, wd), ho, wo, s, p = self.geometry
-        o, _, kh, kw = self.w.shape
-        g = xp.ascontiguousarray(grad.transpose(0, 2, 3, 1)).reshape(-1, o)  # (N*Ho*Wo, O)
+        (n, c, h, wd), (o, _, kh, kw), s, _, ho, wo, hs, ws = self.geometry
+        taps = self._taps()
+        lead = max(off for ts in taps.values() for _, _, off in ts)
+        rows = n * hs * ws
+        # the gradient on the grid, after ``lead`` zero rows so that G[r - off] is a slice
+        gbuf = _scratch.take((lead + rows, o), grad.dtype)
+        gbuf[:lead] = 0
+        g = gbuf[lead:].reshape(n, hs, ws, o)
+        g[:, :ho, :wo] = grad.transpose(0, 2, 3, 1)
+        g[:, ho:], g[:, :ho, wo:] = 0, 0
+        g = gbuf[lead:]
         dw = None
         if self.needs_grad[1]:
-            cols = _im2col(self.x.transpose(0, 2, 3, 1), kh, kw, s, p, ho, wo)
-            dw = _matmul(g.T, cols, xp.empty((o, cols.shape[1]), dtype=g.dtype))
-            dw = xp.ascontiguousarray(dw.reshape(o, kh, kw, c).transpose(0, 3, 1, 2))
-            _scratch.give(cols)
-        db = g.sum(axis=0) if self.has_bias and self.needs_grad[2] else None
+            span = rows - lead
+            dw = xp.empty((kh, kw, c, o), dtype=grad.dtype)
+            for r in range(0, span, DW_ROWS):  # all taps per block of rows, while it is cached
+                end = min(span, r + DW_ROWS)
+                for ab, image in self.phases.items():
+                    for i, j, off in taps[ab]:
+                        _matmul(image[off + r : off + end].T, g[r:end], dw[i, j], r > 0)
+            dw = xp.ascontiguousarray(dw.transpose(3, 2, 0, 1))
         dx = None
         if self.needs_grad[0]:
-            dcols = _matmul(g, self.wmat, xp.empty((len(g), self.wmat.shape[1]), dtype=g.dtype))
-            dcols = dcols.reshape(n, ho, wo, kh, kw, c)
-            dpad = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=g.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    dpad[:, i : i + s * ho : s, j : j + s * wo : s] += dcols[:, :, :, i, j]
-            dx = dpad[:, p : p + h, p : p + wd].transpose(0, 3, 1, 2)
+            dx = xp.zeros((n, h, wd, c), dtype=grad.dtype) if s > 1 else None
+            for (a, b), ts in taps.items():
+                dphase = _scratch.take((rows, c), grad.dtype)
+                for t, (i, j, off) in enumerate(ts):
+                    tap = xp.ascontiguousarray(self.w[:, :, i, j])  # (O, C)
+                    _matmul(gbuf[lead - off : lead - off + rows], tap, dphase, t > 0)
+                (gr, gc), (xr, xc) = self._phase_slices(a, b)
+                on_input = dphase.reshape(n, hs, ws, c)[:, gr, gc]
+                if dx is None:  # stride 1: the one phase covers the whole input
+                    dx = xp.ascontiguousarray(on_input)
+                else:
+                    dx[:, xr, xc] = on_input
+                _scratch.give(dphase)
+            dx = dx.transpose(0, 3, 1, 2)
+        _scratch.give(gbuf)
+        db = grad.sum(axis=(0, 2, 3)) if self.has_bias and self.needs_grad[2] else None
         return (dx, dw, db) if self.has_bias else (dx, dw)
 
     def release(self) -> None:
-        self.x = None
+        _, _, s, p, *_ = self.geometry
+        if self.phases is not None and (s, p) != (1, 0):  # scratch buffers, not x itself
+            for image in self.phases.values():
+                _scratch.give(image)
+        self.phases = None
 
 
 #: Floats of output one depthwise pass works on at a time: small enough (256 KB) to stay in
@@ -468,9 +456,6 @@ def conv2d(
     stride, padding, groups = int(stride), int(padding), int(groups)
     c, o = x.shape[1], weight.shape[0]
     if groups == 1:
-        k = weight.shape[2]
-        if stride == 1 and weight.shape[3] == k == 2 * padding + 1:
-            return SameConv2d.apply(*inputs)
         return Conv2d.apply(*inputs, stride=stride, padding=padding)
     if groups < 1 or c % groups or o % groups or weight.shape[1] * groups != c:
         raise ValueError(

@@ -53,6 +53,10 @@ CONV_CASES = [
     pytest.param((1, 3, 8, 7), (2, 3, 2, 2), 2, 0, False, id="2x2-stride2"),
     pytest.param((1, 2, 5, 6), (2, 2, 3, 2), 1, 1, True, id="3x2-kernel"),
     pytest.param((2, 1, 4, 9), (2, 1, 3, 3), 3, 1, True, id="stride3"),
+    pytest.param((2, 3, 7, 6), (4, 3, 1, 1), 2, 0, True, id="1x1-stride2"),
+    pytest.param((1, 2, 9, 8), (3, 2, 5, 5), 2, 2, False, id="5x5-stride2"),
+    pytest.param((2, 2, 5, 6), (2, 2, 2, 3), 2, 2, True, id="2x3-stride2-pad2"),
+    pytest.param((1, 2, 4, 5), (2, 2, 3, 3), 1, 3, False, id="pad-wider-than-kernel"),
 ]
 
 

@@ -574,13 +574,13 @@ def test_backward_to_chosen_inputs_skips_the_branches_that_do_not_lead_there(
     import micrograd.functional as F
 
     seen: list[tuple[bool, ...]] = []
-    original = F.SameConv2d.backward
+    original = F.Conv2d.backward
 
     def spy(self: Any, grad: Any) -> Any:
         seen.append(self.needs_grad)
         return original(self, grad)
 
-    monkeypatch.setattr(F.SameConv2d, "backward", spy)
+    monkeypatch.setattr(F.Conv2d, "backward", spy)
     x = Tensor(np.random.default_rng(0).standard_normal((1, 2, 5, 5)), requires_grad=True)
     w = Tensor(np.random.default_rng(1).standard_normal((3, 2, 3, 3)), requires_grad=True)
     F.conv2d(F.conv2d(x, w[:, :, :, :], padding=1)[:, :2], w, padding=1).sum().backward(inputs=[x])
