@@ -170,26 +170,28 @@ class Conv2d(Function):
     """2-D cross-correlation as a sum of shifted matrix products, computed channels-last, with
     no im2col matrix.
 
-    **Stride 1.** Pad the input and see it as rows ``P (N*Hp*Wp, C)``: pixel ``(n, h, w)`` of
-    the padded images is row ``q = (n*Hp + h)*Wp + w``. Output pixel ``q`` reads kernel offset
-    ``(i, j)`` from row ``q + i*Wp + j``, so each offset is one contiguous slice of ``P``:
+    **Stride 1.** Lay the images one after another as rows of ``C`` channels, each image row
+    followed by ``p`` zero pixels and each image by ``p`` zero rows: pixel ``(n, h, w)`` is row
+    ``q = (n*Hs + h)*Ws + w`` of ``X`` (``Hs = H+p``, ``Ws = W+p``; ``p*Ws + p`` zero rows go
+    first). The zeros after one row are the padding on the right of that row *and* on the left
+    of the next, so output pixel ``q`` finds kernel offset ``(i, j)`` at row ``q + i*Ws + j`` of
+    ``X``, and each offset is one contiguous slice of it:
 
-        out[q] = Σ_ij P[q + i*Wp + j] @ W_ij        (W_ij = w[:, :, i, j]ᵀ, (C, O))
+        out[q] = Σ_ij X[q + i*Ws + j] @ W_ij        (W_ij = w[:, :, i, j]ᵀ, (C, O))
 
-    and BLAS ``gemm`` adds the ``kh*kw`` products into ``out`` in place. Rows ``q`` whose
-    ``(h, w)`` is not an output pixel (the last ``kh-1`` rows and ``kw-1`` columns of each padded
-    image) compute garbage that is dropped: ``Hp*Wp / (Ho*Wo)`` times the work (1.13x at 32x32,
-    1.56x at 8x8), in exchange for never writing the ``kh*kw``-fold im2col matrix and keeping
-    only the padded input for backward (a 1x1 conv keeps nothing: ``P`` is the input itself).
+    BLAS ``gemm`` adds the ``kh*kw`` products into ``out`` in place. Rows ``q`` on the zero
+    pixels compute garbage that is dropped: ``Hs*Ws / (H*W)`` times the work (1.06x at 32x32,
+    1.27x at 8x8), in exchange for never writing the ``kh*kw``-fold im2col matrix and keeping
+    only ``X`` for backward (a 1x1 conv keeps nothing: ``X`` is the input itself).
 
-    **Stride s.** Split the padded input into its ``s*s`` phases, ``X_ab = P[a::s, b::s]``: a
-    stride-``s`` conv is the sum over phases of stride-1 convs of ``X_ab`` with the taps
-    ``w[:, :, s*i' + a, s*j' + b]``. All phases are laid on one ``Hs x Ws`` grid so that their
-    output rows line up, and the stride-1 scheme above applies to each.
+    **Stride s.** Split the zero-padded input ``P`` into its ``s*s`` phases,
+    ``X_ab = P[a::s, b::s]``: a stride-``s`` conv is the sum over phases of stride-1 convs of
+    ``X_ab`` with the taps ``w[:, :, s*i + a, s*j + b]``. The phases are laid out as above (with
+    their own zero borders) on one ``Hs x Ws`` grid, so that their output rows line up.
 
     Backward, with ``G`` the output gradient on the same grid (zero off the output pixels):
-    ``dW_ij = X[q + off_ij]ᵀ @ G[q]`` summed over ``q`` (the zero rows add nothing), and each
-    phase's ``dX[r] = Σ_ij G[r - off_ij] @ W_ijᵀ``, a stride-1 product again.
+    ``dW_ij = Σ_q X[q + off_ij]ᵀ @ G[q]`` (the zero rows add nothing), and each phase's
+    ``dX[r] = Σ_ij G[r - off_ij] @ W_ijᵀ``, a stride-1 product again.
     """
 
     def forward(
@@ -201,12 +203,14 @@ class Conv2d(Function):
             raise ValueError(f"conv2d: input has {c} channels, weight expects {ci}")
         s, p = stride, padding
         ho, wo = _out_size(h, kh, s, p), _out_size(wd, kw, s, p)
-        hs, ws = ho + (kh - 1) // s, wo + (kw - 1) // s  # the grid every phase is laid on
-        self.geometry = (x.shape, w.shape, s, p, ho, wo, hs, ws)
+        if s == 1 and p < min(kh, kw):  # shared zero borders, as in the docstring
+            hs, ws, lead = h + p, wd + p, p * (wd + p) + p
+        else:  # each phase on a grid with its own zero border
+            hs, ws, lead = ho + (kh - 1) // s, wo + (kw - 1) // s, 0
+        self.geometry = (x.shape, w.shape, s, p, ho, wo, hs, ws, lead)
         self.phases = self._phase_images(x.transpose(0, 2, 3, 1))
         taps = {ab: [w[:, :, i, j].T for i, j, _ in ts] for ab, ts in self._taps().items()}
-        out = self._products(self.phases, taps, o)
-        out = out.reshape(n, hs, ws, o)
+        out = self._products(self.phases, taps, o).reshape(n, hs, ws, o)
         if (hs, ws) != (ho, wo):
             grid, out = out, xp.ascontiguousarray(out[:, :ho, :wo])
             _scratch.give(grid.reshape(-1, o))
@@ -219,7 +223,7 @@ class Conv2d(Function):
 
     def _taps(self) -> dict[tuple[int, int], list[Tap]]:
         """Per phase ``(a, b)``: its kernel taps ``(i, j)`` and their row offsets on the grid."""
-        _, (_, _, kh, kw), s, _, _, _, _, ws = self.geometry
+        _, (_, _, kh, kw), s, _, _, _, _, ws, _ = self.geometry
         taps: dict[tuple[int, int], list[Tap]] = {}
         for i in range(kh):
             for j in range(kw):
@@ -227,9 +231,11 @@ class Conv2d(Function):
         return taps
 
     def _phase_slices(self, a: int, b: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
-        """Phase ``(a, b)``: where on its grid the input pixels lie (the rest is zero padding),
-        and which pixels of the ``(N, H, W, C)`` input those are."""
-        (_, _, h, wd), _, s, p, _, _, hs, ws = self.geometry
+        """Phase ``(a, b)``: where in each image's ``Hs x Ws`` block the input pixels lie (the
+        rest is zeros), and which pixels of the ``(N, H, W, C)`` input those are."""
+        (_, _, h, wd), _, s, p, _, _, hs, ws, lead = self.geometry
+        if lead or (s, p) == (1, 0):  # stride 1: the whole input, at the top left
+            return (slice(0, h), slice(0, wd)), (slice(None), slice(None))
 
         def axis(a: int, size: int, grid: int) -> tuple[slice, slice]:
             lo = max(0, -((a - p) // s))  # first grid index whose pixel s*lo + a - p >= 0
@@ -241,15 +247,16 @@ class Conv2d(Function):
         return (grid_rows, grid_cols), (rows, cols)
 
     def _phase_images(self, x: Array) -> dict[tuple[int, int], Array]:
-        """``x (N, H, W, C)`` -> per phase, its zero-padded image on the grid, as rows
-        ``(N*Hs*Ws, C)`` (a scratch buffer; ``x`` itself for a stride-1 conv without padding)."""
-        (n, c, _, _), _, s, p, _, _, hs, ws = self.geometry
+        """``x (N, H, W, C)`` -> per phase, the rows ``X (lead + N*Hs*Ws, C)`` of the docstring
+        (a scratch buffer; ``x`` itself for a stride-1 conv without padding)."""
+        (n, c, _, _), _, s, p, _, _, hs, ws, lead = self.geometry
         if s == 1 and p == 0:
             return {(0, 0): xp.ascontiguousarray(x).reshape(-1, c)}
         images = {}
         for a, b in self._taps():
-            image = _scratch.take((n * hs * ws, c), x.dtype)
-            grid = image.reshape(n, hs, ws, c)
+            image = _scratch.take((lead + n * hs * ws, c), x.dtype)
+            image[:lead] = 0
+            grid = image[lead:].reshape(n, hs, ws, c)
             (gr, gc), (xr, xc) = self._phase_slices(a, b)
             grid[:, : gr.start], grid[:, gr.stop :] = 0, 0
             grid[:, :, : gc.start], grid[:, :, gc.stop :] = 0, 0
@@ -258,17 +265,14 @@ class Conv2d(Function):
         return images
 
     def _products(
-        self,
-        images: dict[tuple[int, int], Array],
-        weights: dict[Any, list[Array]],
-        o: int,
+        self, images: dict[tuple[int, int], Array], weights: dict[Any, list[Array]], o: int
     ) -> Array:
-        """``out (N*Hs*Ws, o) = Σ over phases and taps of image[q + off] @ weight``: the
-        forward (``weights`` are ``(C, O)`` taps). Rows past the last full slice are left unset."""
+        """``out (N*Hs*Ws, o) = Σ over phases and taps of X[q + off] @ weight``, the forward's
+        sum (``weights`` are ``(C, O)`` taps). Rows past the last full slice are left unset."""
+        (n, *_), _, _, _, _, _, hs, ws, _ = self.geometry
         taps = self._taps()
-        rows = len(next(iter(images.values())))
-        span = rows - max(off for ts in taps.values() for _, _, off in ts)
-        out = _scratch.take((rows, o), next(iter(images.values())).dtype)
+        span = len(next(iter(images.values()))) - max(off for t in taps.values() for *_, off in t)
+        out = _scratch.take((n * hs * ws, o), next(iter(images.values())).dtype)
         first = True
         for ab, image in images.items():
             for (_, _, off), tap in zip(taps[ab], weights[ab], strict=True):
@@ -277,20 +281,21 @@ class Conv2d(Function):
         return out
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
-        (n, c, h, wd), (o, _, kh, kw), s, _, ho, wo, hs, ws = self.geometry
+        (n, c, h, wd), (o, _, kh, kw), s, _, ho, wo, hs, ws, lead = self.geometry
         taps = self._taps()
-        lead = max(off for ts in taps.values() for _, _, off in ts)
+        reach = max(off for ts in taps.values() for *_, off in ts)
         rows = n * hs * ws
-        # the gradient on the grid, after ``lead`` zero rows so that G[r - off] is a slice
-        gbuf = _scratch.take((lead + rows, o), grad.dtype)
-        gbuf[:lead] = 0
-        g = gbuf[lead:].reshape(n, hs, ws, o)
+        # G on the grid, between zero rows so that every G[r - off] of dX is a slice
+        before = reach - lead
+        gbuf = _scratch.take((before + rows + lead, o), grad.dtype)
+        gbuf[:before], gbuf[before + rows :] = 0, 0
+        g = gbuf[before : before + rows].reshape(n, hs, ws, o)
         g[:, :ho, :wo] = grad.transpose(0, 2, 3, 1)
         g[:, ho:], g[:, :ho, wo:] = 0, 0
-        g = gbuf[lead:]
+        g = g.reshape(rows, o)
         dw = None
         if self.needs_grad[1]:
-            span = rows - lead
+            span = lead + rows - reach
             dw = xp.empty((kh, kw, c, o), dtype=grad.dtype)
             for r in range(0, span, DW_ROWS):  # all taps per block of rows, while it is cached
                 end = min(span, r + DW_ROWS)
@@ -302,10 +307,11 @@ class Conv2d(Function):
         if self.needs_grad[0]:
             dx = xp.zeros((n, h, wd, c), dtype=grad.dtype) if s > 1 else None
             for (a, b), ts in taps.items():
-                dphase = _scratch.take((rows, c), grad.dtype)
+                dphase = _scratch.take((rows, c), grad.dtype)  # dX of the image rows after lead
                 for t, (i, j, off) in enumerate(ts):
                     tap = xp.ascontiguousarray(self.w[:, :, i, j])  # (O, C)
-                    _matmul(gbuf[lead - off : lead - off + rows], tap, dphase, t > 0)
+                    at = reach - off  # G[r + lead - off], r counted from the first image
+                    _matmul(gbuf[at : at + rows], tap, dphase, t > 0)
                 (gr, gc), (xr, xc) = self._phase_slices(a, b)
                 on_input = dphase.reshape(n, hs, ws, c)[:, gr, gc]
                 if dx is None:  # stride 1: the one phase covers the whole input
