@@ -285,14 +285,15 @@ class Conv2d(Function):
         taps = self._taps()
         reach = max(off for ts in taps.values() for *_, off in ts)
         rows = n * hs * ws
-        # G on the grid, between zero rows so that every G[r - off] of dX is a slice
-        before = reach - lead
-        gbuf = _scratch.take((before + rows + lead, o), grad.dtype)
-        gbuf[:before], gbuf[before + rows :] = 0, 0
-        g = gbuf[before : before + rows].reshape(n, hs, ws, o)
-        g[:, :ho, :wo] = grad.transpose(0, 2, 3, 1)
-        g[:, ho:], g[:, :ho, wo:] = 0, 0
-        g = g.reshape(rows, o)
+        if reach == lead == 0 and (hs, ws) == (ho, wo):  # G is the gradient itself
+            gbuf = g = xp.ascontiguousarray(grad.transpose(0, 2, 3, 1)).reshape(rows, o)
+        else:  # G on the grid, between zero rows so that every G[r - off] of dX is a slice
+            gbuf = _scratch.take((reach - lead + rows + lead, o), grad.dtype)
+            gbuf[: reach - lead], gbuf[reach - lead + rows :] = 0, 0
+            grid = gbuf[reach - lead : reach - lead + rows].reshape(n, hs, ws, o)
+            grid[:, :ho, :wo] = grad.transpose(0, 2, 3, 1)
+            grid[:, ho:], grid[:, :ho, wo:] = 0, 0
+            g = grid.reshape(rows, o)
         dw = None
         if self.needs_grad[1]:
             span = lead + rows - reach
@@ -314,13 +315,17 @@ class Conv2d(Function):
                     _matmul(gbuf[at : at + rows], tap, dphase, t > 0)
                 (gr, gc), (xr, xc) = self._phase_slices(a, b)
                 on_input = dphase.reshape(n, hs, ws, c)[:, gr, gc]
-                if dx is None:  # stride 1: the one phase covers the whole input
-                    dx = xp.ascontiguousarray(on_input)
-                else:
+                if s > 1:
                     dx[:, xr, xc] = on_input
+                elif (hs, ws) == (h, wd):  # stride 1 without padding: dX is dx
+                    dx = on_input
+                    continue
+                else:  # stride 1: the one phase covers the whole input
+                    dx = on_input.copy()
                 _scratch.give(dphase)
             dx = dx.transpose(0, 3, 1, 2)
-        _scratch.give(gbuf)
+        if gbuf is not g:
+            _scratch.give(gbuf)
         db = grad.sum(axis=(0, 2, 3)) if self.has_bias and self.needs_grad[2] else None
         return (dx, dw, db) if self.has_bias else (dx, dw)
 

@@ -513,6 +513,27 @@ def test_conv2d_backward_twice_with_retain_graph() -> None:
     np.testing.assert_allclose(w.grad, 2 * once_w)
 
 
+@pytest.mark.parametrize(
+    ("k", "stride", "padding"), [(1, 1, 0), (3, 1, 0), (3, 1, 1), (3, 2, 1), (5, 1, 2)]
+)
+def test_conv2d_results_are_never_buffers_of_the_scratch_pool(
+    k: int, stride: int, padding: int
+) -> None:
+    """What a conv returns (output, dx, dW) must not be a work buffer handed back to the pool,
+    where the next op would overwrite it (a leaf's .grad is a copy: look at the op's own)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 7), dtype=np.float32)
+    w = rng.standard_normal((4, 3, k, k), dtype=np.float32)
+    conv = F.Conv2d()
+    conv.needs_grad = (True, True)
+    out = conv.forward(x, w, stride=stride, padding=padding)
+    dx, dw = conv.backward(np.ones_like(out))
+    conv.release()
+    pooled = [b for spares in F._scratch.free.values() for b in spares]
+    for result in (out, dx, dw):
+        assert not any(np.shares_memory(result, b) for b in pooled)
+
+
 def test_scratch_pool_is_bounded_and_reuses_buffers() -> None:
     from micrograd.functional import _Scratch
 
