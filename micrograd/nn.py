@@ -314,12 +314,23 @@ class Conv2d(Module):
 
 
 class _BatchNorm(Module):
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+    """``activation`` ("relu" or "relu6") is applied to the output in the same fused op, as a
+    ``ReLU``/``ReLU6`` module after it would, with fewer passes over memory."""
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float = 0.1,
+        activation: str | None = None,
+    ) -> None:
+        if activation is not None and activation not in F.ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(F.ACTIVATIONS)} or None")
         self.weight = Parameter(np.ones(num_features, np.float32))
         self.bias = Parameter(np.zeros(num_features, np.float32))
         self.register_buffer("running_mean", np.zeros(num_features, np.float32))
         self.register_buffer("running_var", np.ones(num_features, np.float32))
-        self.eps, self.momentum = eps, momentum
+        self.eps, self.momentum, self.activation = eps, momentum, activation
 
     def forward(self, x: Tensor) -> Tensor:
         buffers = self.__dict__["_buffers"]
@@ -332,10 +343,12 @@ class _BatchNorm(Module):
             training=self.training,
             momentum=self.momentum,
             eps=self.eps,
+            activation=self.activation,
         )
 
     def extra_repr(self) -> str:
-        return f"{self.weight.shape[0]}, eps={self.eps}, momentum={self.momentum}"
+        then = f", activation={self.activation!r}" if self.activation else ""
+        return f"{self.weight.shape[0]}, eps={self.eps}, momentum={self.momentum}{then}"
 
 
 class BatchNorm1d(_BatchNorm):

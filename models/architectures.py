@@ -29,13 +29,13 @@ from micrograd.tensor import Tensor
 
 
 class ConvBNReLU(nn.Sequential):
-    """3x3 conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU. NCHW -> NCHW."""
+    """3x3 conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU (fused into the BatchNorm).
+    NCHW -> NCHW."""
 
     def __init__(self, cin: int, cout: int, stride: int, rng: np.random.Generator) -> None:
         super().__init__(
             nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False, rng=rng),
-            nn.BatchNorm2d(cout),
-            nn.ReLU(),
+            nn.BatchNorm2d(cout, activation="relu"),
         )
 
 
@@ -130,14 +130,12 @@ def conv_bn(
     groups: int = 1,
     activation: bool = True,
 ) -> nn.Sequential:
-    """kxk conv (symmetric ``k//2`` padding, no bias) -> BatchNorm (eps 1e-3) -> ReLU6."""
-    layers: list[nn.Module] = [
+    """kxk conv (symmetric ``k//2`` padding, no bias) -> BatchNorm (eps 1e-3) -> ReLU6 (fused
+    into the BatchNorm; none with ``activation=False``)."""
+    return nn.Sequential(
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False, rng=rng, groups=groups),
-        nn.BatchNorm2d(cout, eps=1e-3),
-    ]
-    if activation:
-        layers.append(nn.ReLU6())
-    return nn.Sequential(*layers)
+        nn.BatchNorm2d(cout, eps=1e-3, activation="relu6" if activation else None),
+    )
 
 
 class MBConv(nn.Module):

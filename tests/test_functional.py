@@ -278,30 +278,61 @@ def test_pool_keeps_float32() -> None:
 
 
 # ---------------------------------------------------------------------- batch norm
-@pytest.mark.parametrize("shape", [(4, 3, 3, 2), (6, 3)], ids=["2d", "1d"])
+@pytest.mark.parametrize(
+    "shape", [(4, 3, 3, 2), (6, 3), (3, 2, 3, 3)], ids=["2d", "1d", "2d-odd-rows"]
+)
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
-def test_batch_norm(shape: tuple[int, ...], training: bool, torch: Any) -> None:
+@pytest.mark.parametrize("activation", [None, "relu", "relu6"])
+@pytest.mark.parametrize("block", [None, 7], ids=["one-block", "blocks-of-7"])
+def test_batch_norm(
+    shape: tuple[int, ...],
+    training: bool,
+    activation: str | None,
+    block: int | None,
+    torch: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Against torch's batch_norm (then relu / relu6) and central differences, in one block or
+    in blocks of 7 floats (2 rows of 3 channels, and a shorter last block)."""
+    if block:
+        monkeypatch.setattr(F, "ELEMENTWISE_BLOCK", block)
     c = shape[1]
     mean0, var0 = randn(c, seed=7) * 0.3, np.abs(randn(c, seed=8)) + 0.5
+    after = {None: lambda t: t, "relu": torch.relu, "relu6": torch.nn.functional.relu6}
 
     def ours(x: Tensor, w: Tensor, b: Tensor) -> Tensor:
         rm, rv = mean0.copy(), var0.copy()  # fresh buffers: gradcheck calls this many times
-        return F.batch_norm(x, rm, rv, w, b, training=training, momentum=0.2, eps=1e-3)
+        return F.batch_norm(
+            x, rm, rv, w, b, training=training, momentum=0.2, eps=1e-3, activation=activation
+        )
 
     def theirs(x: Any, w: Any, b: Any) -> Any:
         rm, rv = torch.tensor(mean0), torch.tensor(var0)
-        return torch.nn.functional.batch_norm(x, rm, rv, w, b, training, 0.2, 1e-3)
+        return after[activation](
+            torch.nn.functional.batch_norm(x, rm, rv, w, b, training, 0.2, 1e-3)
+        )
 
-    inputs = [randn(*shape) * 2 + 1, randn(c, seed=2) + 1, randn(c, seed=3)]
+    # weights up to about 10, so that some outputs pass 6 and ReLU6 clips both ends
+    inputs = [randn(*shape) * 2 + 1, randn(c, seed=2) * 4 + 2, randn(c, seed=3) + 1]
     _check(ours, theirs, inputs, torch)
+
+
+def test_batch_norm_refuses_unknown_activation() -> None:
+    w, b = Tensor(np.ones(2)), Tensor(np.zeros(2))
+    with pytest.raises(ValueError, match="activation"):
+        F.batch_norm(Tensor(np.zeros((3, 2))), None, None, w, b, True, activation="gelu")
 
 
 @pytest.mark.parametrize(
     ("shape", "module"), [((8, 3, 5, 4), "BatchNorm2d"), ((10, 4), "BatchNorm1d")]
 )
+@pytest.mark.parametrize("block", [None, 5], ids=["one-block", "blocks-of-5"])
 def test_batch_norm_running_stats_match_torch(
-    shape: tuple[int, ...], module: str, torch: Any
+    shape: tuple[int, ...], module: str, block: int | None, torch: Any, monkeypatch: Any
 ) -> None:
+    """Batch statistics merged over blocks (Chan et al.) are as exact as one pass."""
+    if block:
+        monkeypatch.setattr(F, "ELEMENTWISE_BLOCK", block)
     c = shape[1]
     reference = getattr(torch.nn, module)(c, momentum=0.1, eps=1e-5).double()
     running_mean, running_var = np.zeros(c), np.ones(c)

@@ -388,3 +388,12 @@ def test_preprocess_size_is_bounded() -> None:
 
     with pytest.raises(ValueError, match="over the limit"):
         PreprocessConfig(size=2048)
+
+
+def test_batch_norm_module_with_its_activation_is_the_two_modules_in_a_row() -> None:
+    x = Tensor(np.random.default_rng(0).standard_normal((4, 3, 5, 5)) * 4)
+    fused, plain = nn.BatchNorm2d(3, activation="relu6"), nn.BatchNorm2d(3)
+    np.testing.assert_allclose(fused(x).data, nn.ReLU6()(plain(x)).data, atol=1e-6)
+    assert "activation='relu6'" in repr(fused)
+    with pytest.raises(ValueError, match="activation"):
+        nn.BatchNorm2d(3, activation="tanh")
