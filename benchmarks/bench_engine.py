@@ -1,13 +1,13 @@
 """Engine speed: the shipped CNN on our Tensor engine against the same network in PyTorch.
 
 Both engines train the architecture of ``models.architectures.HOTDOG_CNN`` (a small ResNet) on
-one batch of 64 RGB 64x64 images, in one run, on the same cores with the same number of threads:
+one batch of 64 RGB 64x64 images, on the same cores with the same number of threads:
 
 - ``cnn_step_ms`` / ``torch_cnn_step_ms``: one training step (forward, cross-entropy, backward,
-  Adam update), the median over several steps after warm-up (PyTorch sets up its kernels during
-  its first two steps, which take seconds). The PyTorch network is a mirror of
-  ``models.architectures.ResNet`` built from the same config and loaded with the same weights
-  (the run checks that both give the same logits).
+  Adam update), the median over all timed steps (PyTorch sets up its kernels during its first
+  two steps, which take seconds: warm-up steps are not timed). The PyTorch network is a
+  mirror of ``models.architectures.ResNet`` built from the same config and loaded with the same
+  weights (the run checks that both give the same logits).
 - ``ratio``: ours / torch (above 1 means ours is slower).
 - ``infer_ms``: one image, from a decoded PIL image to the hotdog probability (the serving
   path: ``models.load("hotdog_cnn").predict`` when a shipped model exists, otherwise
@@ -25,6 +25,31 @@ one batch of 64 RGB 64x64 images, in one run, on the same cores with the same nu
 - ``scalar_*``: the scalar ``Value`` engine against Karpathy's micrograd, from
   ``benchmarks/bench_scalar.py`` when it is present.
 
+How the timing is fair: each engine is timed alone in a fresh process, and the engines take
+turns (``--rounds``, ours then PyTorch, twice by default), all times of an engine pooled.
+Sharing one process would measure interference: PyTorch's OpenMP threads keep spinning for a
+while after each of its steps and take the cores from the step of ours that follows (a quarter
+of our ResNet step's time on two cores), and numpy's BLAS threads do the same to PyTorch.
+
+Trade-offs the engine makes for these figures (see ``micrograd/functional.py``):
+
+- Convolution is a sum of shifted matrix products over a zero-bordered channels-last layout
+  (``Conv2d``): no im2col matrix is written or kept, at the price of computing the border rows
+  too (1.06x the work of a 32x32 map, 1.27x of an 8x8 one). The weight gradient reads the
+  input ``k*k`` times per cache-sized block of rows instead of once from an im2col copy. This
+  is what brought the ResNet step's memory under 2x PyTorch's: only the (padded) input of each
+  conv is kept for backward.
+- The products accumulate in place through scipy's BLAS ``gemm`` (``beta=1``): scipy comes
+  with scikit-image; numpy's ``matmul`` cannot add into its output.
+- BatchNorm is fused with the activation after it and works in cache-sized blocks over rows
+  made wide (``ELEMENTWISE_BLOCK``, ``WIDE_ROW``): these ops are bound by memory traffic, so
+  the aim is to read each activation as few times as possible.
+- Everything stays float32; no op keeps an activation-sized array that the graph does not
+  hold anyway, except a conv's padded input and a depthwise conv's padded input.
+- Tried and dropped: a thread pool for the elementwise sweeps (on two cores it fought BLAS's
+  spinning threads and made the ResNet step slower), a horizontal im2col (three kernel
+  columns per copy) for the forward (slower than nine shifted products).
+
 numpy's OpenBLAS can be forced onto older kernels by ``OPENBLAS_CORETYPE`` (and tuned by
 ``OPENBLAS_L2_SIZE``), while PyTorch always uses its own. When either variable is set, the
 script re-runs itself without them so the comparison is between each library's best kernels,
@@ -32,7 +57,8 @@ and says so.
 
 Usage::
 
-    python benchmarks/bench_engine.py [--batch 64] [--size 64] [--repeats 5] [--json] [--quick]
+    python benchmarks/bench_engine.py [--batch 64] [--size 64] [--repeats 5] [--rounds 2]
+                                      [--json] [--quick]
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_engine.py   # both engines on one thread
 
 PyTorch gets as many threads as numpy's BLAS has. On a machine busy with other work, use one
@@ -316,14 +342,22 @@ def step_rss_mb(engine: str, n: int, size: int, threads: int) -> float | None:
     return None if before is None or peak is None else peak - before
 
 
-def step_rss_in_subprocess(engine: str, n: int, size: int) -> float | None:
-    """``step_rss_mb`` measured in a fresh process, so neither engine inherits the other's heap."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--memory-probe", engine,
-           "--batch", str(n), "--size", str(size)]  # fmt: skip
+def in_subprocess(probe: str, engine: str, args: argparse.Namespace) -> Any:
+    """Run this script's ``probe`` ("memory" or "time") for one engine in a fresh process and
+    return what it prints (None if it fails, e.g. without PyTorch).
+
+    Each engine runs alone in its own process: in a shared one, PyTorch's OpenMP threads keep
+    spinning for a while after each of its steps and take the cores from the next step of ours
+    (and numpy's BLAS threads do the same to PyTorch), so taking turns in one process measures
+    the two runtimes' interference more than either engine.
+    """
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", probe, "--engine", engine,
+           "--batch", str(args.batch), "--size", str(args.size), "--repeats", str(args.repeats),
+           "--warmup", str(args.warmup)] + (["--quick"] if args.quick else [])  # fmt: skip
     try:
-        run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
-        return json.loads(run.stdout.strip().splitlines()[-1])["mb"]
-    except (OSError, subprocess.SubprocessError, ValueError, IndexError, KeyError):
+        run = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=True)
+        return json.loads(run.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError):
         return None
 
 
@@ -363,67 +397,80 @@ def photo(width: int = 640, height: int = 480) -> Any:
 EFFNET = {"type": "efficientnet_lite", "num_classes": 2, "dropout": 0.0}
 
 
-def effnet_figures(torch: Any, batch: int, size: int, repeats: int) -> dict[str, Any]:
-    """EfficientNet-Lite0: one image in eval and a training step of ``batch``, both engines."""
-    from benchmarks.torch_effnet import efficientnet_lite0
-    from training.pretrained import rename
-
+def effnet_functions(
+    engine: str, torch: Any, batch: int, size: int
+) -> tuple[Callable[[], None], Callable[[], None]]:
+    """EfficientNet-Lite0 in one engine, random weights (the same in both engines: PyTorch's
+    mirror loads ours): a one-image eval forward, and a training step at ``batch``."""
     ours = build(EFFNET)
     rng = np.random.default_rng(0)
     one = rng.standard_normal((1, 3, size, size)).astype(np.float32)
     images = rng.standard_normal((batch, 3, size, size)).astype(np.float32)
     labels = np.arange(batch) % 2
-    optimizer = Adam(ours.parameters(), lr=1e-4)
+    if engine == "ours":
+        optimizer = Adam(ours.parameters(), lr=1e-4)
 
-    def our_infer() -> None:
-        ours.eval()
-        with no_grad():
-            ours(Tensor(one))
+        def our_infer() -> None:
+            ours.eval()
+            with no_grad():
+                ours(Tensor(one))
 
-    def our_step() -> None:
-        ours.train()
-        loss = F.cross_entropy(ours(Tensor(images)), labels)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-
-    infer: dict[str, Callable[[], Any]] = {"ours": our_infer}
-    steps: dict[str, Callable[[], Any]] = {"ours": our_step}
-    if torch is not None:
-        mirror = efficientnet_lite0(torch, num_classes=2)
-        state = ours.state_dict()
-        mirror.load_state_dict(
-            {k: torch.from_numpy(state[rename(k)]) if rename(k) else v
-             for k, v in mirror.state_dict().items()}
-        )  # fmt: skip
-        torch_optimizer = torch.optim.Adam(mirror.parameters(), lr=1e-4)
-        t_one, t_images = torch.from_numpy(one), torch.from_numpy(images)
-        t_labels = torch.from_numpy(labels)
-
-        def torch_infer() -> None:
-            mirror.eval()
-            with torch.no_grad():
-                mirror(t_one)
-
-        def torch_step() -> None:
-            mirror.train()
-            loss = torch.nn.functional.cross_entropy(mirror(t_images), t_labels)
-            torch_optimizer.zero_grad()
+        def our_step() -> None:
+            ours.train()
+            loss = F.cross_entropy(ours(Tensor(images)), labels)
+            optimizer.zero_grad()
             loss.backward()
-            torch_optimizer.step()
+            optimizer.step()
 
-        infer["torch"], steps["torch"] = torch_infer, torch_step
-    infer_ms = {k: statistics.median(v) for k, v in time_ms(infer, 5 * repeats, 2).items()}
-    step_ms = {k: statistics.median(v) for k, v in time_ms(steps, repeats, 1).items()}
+        return our_infer, our_step
+
+    from benchmarks.torch_effnet import efficientnet_lite0
+    from training.pretrained import rename
+
+    mirror = efficientnet_lite0(torch, num_classes=2)
+    state = ours.state_dict()
+    mirror.load_state_dict(
+        {k: torch.from_numpy(state[rename(k)]) if rename(k) else v
+         for k, v in mirror.state_dict().items()}
+    )  # fmt: skip
+    torch_optimizer = torch.optim.Adam(mirror.parameters(), lr=1e-4)
+    t_one, t_images = torch.from_numpy(one), torch.from_numpy(images)
+    t_labels = torch.from_numpy(labels)
+
+    def torch_infer() -> None:
+        mirror.eval()
+        with torch.no_grad():
+            mirror(t_one)
+
+    def torch_step() -> None:
+        mirror.train()
+        loss = torch.nn.functional.cross_entropy(mirror(t_images), t_labels)
+        torch_optimizer.zero_grad()
+        loss.backward()
+        torch_optimizer.step()
+
+    return torch_infer, torch_step
+
+
+def engine_times(engine: str, args: argparse.Namespace, threads: int) -> dict[str, list[float]]:
+    """In this process, one engine alone: ms of its ResNet training steps, its EfficientNet
+    one-image eval forwards and its EfficientNet training steps."""
+    torch = optional_torch() if engine == "torch" else None
+    if engine == "torch":
+        if torch is None:
+            raise SystemExit("PyTorch is not installed")
+        torch.set_num_threads(threads)
+    images, labels = batch(args.batch, args.size)
+    if engine == "ours":
+        step = our_training_step(images, labels)
+    else:
+        step = torch_training_step(images, labels, torch)
+    effnet_batch, effnet_size = (2, 64) if args.quick else (32, 224)
+    infer, effnet_step = effnet_functions(engine, torch, effnet_batch, effnet_size)
     return {
-        "effnet_infer_ms": infer_ms["ours"],
-        "torch_effnet_infer_ms": infer_ms.get("torch"),
-        "effnet_infer_ratio": infer_ms["ours"] / infer_ms["torch"] if torch else None,
-        "effnet_step_ms": step_ms["ours"],
-        "torch_effnet_step_ms": step_ms.get("torch"),
-        "effnet_step_ratio": step_ms["ours"] / step_ms["torch"] if torch else None,
-        "effnet_batch": batch,
-        "effnet_size": size,
+        "cnn_step": time_ms({"step": step}, args.repeats, args.warmup)["step"],
+        "effnet_infer": time_ms({"infer": infer}, 5 * args.repeats, 2)["infer"],
+        "effnet_step": time_ms({"step": effnet_step}, min(args.repeats, 3), 1)["step"],
     }
 
 
@@ -470,17 +517,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="batch 4, 1 repeat, no extras")
     parser.add_argument("--no-scalar", action="store_true", help="skip bench_scalar.py")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory figures")
+    parser.add_argument("--rounds", type=int, default=2, help="alternations of the engines")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
-    parser.add_argument("--memory-probe", choices=["ours", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--probe", choices=["memory", "time"], help=argparse.SUPPRESS)
+    parser.add_argument("--engine", choices=["ours", "torch"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch, args.repeats, args.warmup = 4, 1, 0
+        args.batch, args.repeats, args.warmup, args.rounds = 4, 1, 0, 1
         args.no_scalar = args.no_memory = True
 
     blas = blas_info()
     threads = blas["threads"] or cpu_count()  # torch gets as many threads as numpy's BLAS
-    if args.memory_probe:
-        print(json.dumps({"mb": step_rss_mb(args.memory_probe, args.batch, args.size, threads)}))
+    if args.probe == "memory":
+        print(json.dumps({"mb": step_rss_mb(args.engine, args.batch, args.size, threads)}))
+        return {}
+    if args.probe == "time":
+        print(json.dumps(engine_times(args.engine, args, threads)))
         return {}
 
     removed = os.environ.pop(REEXEC_MARKER, None)
@@ -496,17 +548,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"HOTDOG_CNN {HOTDOG_CNN}, batch {args.batch}, {args.size}x{args.size} RGB")
 
     images, labels = batch(args.batch, args.size)
-    steps = {"ours": our_training_step(images, labels)}
-    if torch is not None:
-        steps["torch"] = torch_training_step(images, labels, torch)
-    times = time_ms(steps, args.repeats, args.warmup)
-    ours_times, torch_times = times["ours"], times.get("torch")
+    engines = ["ours", "torch"] if torch is not None else ["ours"]
+    times: dict[str, dict[str, list[float]]] = {e: {} for e in engines}
+    for _ in range(args.rounds):  # the engines take turns, each in a fresh process
+        for engine in engines:
+            found = in_subprocess("time", engine, args)
+            if found is None:
+                raise SystemExit(f"timing {engine} failed: run with --probe time --engine {engine}")
+            for key, values in found.items():
+                times[engine].setdefault(key, []).extend(values)
+    ours_times, torch_times = times["ours"]["cnn_step"], times.get("torch", {}).get("cnn_step")
     logit_diff = max_logit_difference(images[:8], torch) if torch is not None else None
     numpy_peak = ours_rss = torch_rss = None
     if not args.no_memory:
         numpy_peak = traced_peak_mb(our_training_step(images, labels))
-        ours_rss = step_rss_in_subprocess("ours", args.batch, args.size)
-        torch_rss = step_rss_in_subprocess("torch", args.batch, args.size) if torch else None
+        ours_rss = (in_subprocess("memory", "ours", args) or {}).get("mb")
+        torch_rss = (in_subprocess("memory", "torch", args) or {}).get("mb") if torch else None
 
     predict, infer_path = inference(photo())
     infer_times = time_ms({"infer": predict}, 3 if args.quick else 30, 1 if args.quick else 3)
@@ -546,7 +603,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"same weights, eval logits differ by at most {logit_diff:.2e}")
 
     effnet_batch, effnet_size = (2, 64) if args.quick else (32, 224)
-    result.update(effnet_figures(torch, effnet_batch, effnet_size, min(args.repeats, 3)))
+    for figure, key in (("infer", "effnet_infer"), ("step", "effnet_step")):
+        mine = statistics.median(times["ours"][key])
+        theirs = statistics.median(times["torch"][key]) if torch is not None else None
+        result[f"effnet_{figure}_ms"], result[f"torch_effnet_{figure}_ms"] = mine, theirs
+        result[f"effnet_{figure}_ratio"] = mine / theirs if theirs else None
+    result["effnet_batch"], result["effnet_size"] = effnet_batch, effnet_size
     print(f"EfficientNet-Lite0, {effnet_size} px:")
     ratio = _fmt(result["effnet_infer_ratio"], 2, "x")
     print(f"{'  1 image, eval (ms)':28}{result['effnet_infer_ms']:>10.1f}"
