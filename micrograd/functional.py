@@ -372,41 +372,61 @@ def _blocks(
             yield (b, slice(r, end)), windows
 
 
+def _windows(a: Array, kh: int, kw: int, s: int, ho: int, wo: int) -> Array:
+    """``(N, Hp, Wp, C)`` -> the read-only view ``(N, kh, kw, ho, X)`` whose ``[n, i, j, h]``
+    holds the ``wo`` pixels ``(s*h + i, s*w + j)`` of every kernel offset's input window.
+
+    ``X`` is ``wo*C`` where those pixels lie one after another (stride 1, channels-last rows),
+    so that einsum runs its loops along whole rows; otherwise ``(wo, C)``."""
+    n, _, _, c = a.shape
+    sn, sh, sw, sc = a.strides
+    if s == 1 and sw == c * sc:
+        shape, strides = (n, kh, kw, ho, wo * c), (sn, sh, sw, sh, sc)
+    else:
+        shape, strides = (n, kh, kw, ho, wo, c), (sn, sh, sw, s * sh, s * sw, sc)
+    return xp.lib.stride_tricks.as_strided(a, shape, strides, writeable=False)
+
+
+def _window_sum(windows: Array, taps: Array) -> Array:
+    """``Σ_ij windows[n, i, j, h, ...] * taps[i, j]`` -> ``(N, ho, wo, C)``; ``taps (kh, kw, C)``
+    tiled along the row when ``windows`` has whole rows (``_windows``)."""
+    n, ho = windows.shape[0], windows.shape[3]
+    c = taps.shape[2]
+    if windows.ndim == 5:  # rows of wo*C
+        wide = xp.tile(taps, (1, 1, windows.shape[4] // c))
+        return xp.einsum("nijhx,ijx->nhx", windows, wide).reshape(n, ho, -1, c)
+    return xp.einsum("nijhwc,ijc->nhwc", windows, taps)
+
+
 class DepthwiseConv2d(Function):
     """Depthwise 2-D cross-correlation (one kxk filter per channel, ``groups == channels``) as
-    ``kh*kw`` shifted multiply-adds on channels-last arrays.
+    one ``einsum`` over a strided view of every kernel offset's input window.
 
-    An im2col here would copy every pixel ``kh*kw`` times only to multiply it by one number;
-    instead each kernel offset ``(i, j)`` adds ``x shifted by (i, j) * w[:, i, j]`` to the
-    output, a broadcast over the channel axis. The backward is the same walk: ``dW[:, i, j]`` is
-    the per-channel dot product of the gradient with the shifted input, and ``dx`` scatters
-    ``g * w[:, i, j]`` back to the shifted positions. The output and ``dx`` walks go over the
-    output in cache-sized blocks of rows (``DEPTHWISE_BLOCK``), all offsets for one block at a
-    time; ``dW`` is one einsum per offset over the whole arrays.
+    An im2col here would copy every pixel ``kh*kw`` times only to multiply it by one number.
+    With ``V[n, i, j, h, w, c] = x[n, s*h + i, s*w + j, c]`` (a view, ``_windows``):
+
+        out[n, h, w, c]  = Σ_ij V[n, i, j, h, w, c] * w[c, i, j]
+        dW[c, i, j]      = Σ_nhw V[n, i, j, h, w, c] * g[n, h, w, c]
+
+    numpy's einsum runs each as one multiply-accumulate loop along the channels, contiguous in
+    every operand: 2-3x faster than a multiply and an add per offset. For stride 1, ``dx`` is
+    the same einsum on the zero-padded gradient with the kernel flipped; for larger strides it
+    scatters ``g * w[:, i, j]`` back to each offset's window, in cache-sized blocks of rows
+    (``DEPTHWISE_BLOCK``), all offsets for one block at a time.
     """
 
     def forward(
         self, x: Array, w: Array, b: Array | None = None, *, stride: int, padding: int
     ) -> Array:
-        n, c, h, wd = x.shape
+        _, c, h, wd = x.shape
         o, ci, kh, kw = w.shape
         if ci != 1 or o != c:
             raise ValueError(f"depthwise conv2d needs weight ({c}, 1, k, k), got {w.shape}")
         s, p = stride, padding
         ho, wo = _out_size(h, kh, s, p), _out_size(wd, kw, s, p)
         src = _padded(x.transpose(0, 2, 3, 1), p)  # (N, H+2p, W+2p, C)
-        taps = w.reshape(c, kh * kw).T.copy()  # (kh*kw, C): row i*kw+j is the (i, j) tap
-        out = xp.empty((n, ho, wo, c), dtype=x.dtype)
-        term = xp.empty((min(ho, _block_rows(wo, c)), wo, c), dtype=x.dtype)
-        for at, windows in _blocks(n, ho, wo, c, kh, kw, s):
-            block = out[at]
-            t = term[: len(block)]
-            for tap, window in windows:
-                if tap == 0:
-                    xp.multiply(src[window], taps[0], out=block)
-                else:
-                    xp.multiply(src[window], taps[tap], out=t)
-                    block += t
+        taps = xp.ascontiguousarray(w.reshape(c, kh, kw).transpose(1, 2, 0))  # (kh, kw, C)
+        out = _window_sum(_windows(src, kh, kw, s, ho, wo), taps)
         if b is not None:
             out += b
         self.src = src if self.needs_grad[1] else None  # dW needs the padded input
@@ -417,31 +437,44 @@ class DepthwiseConv2d(Function):
         return out.transpose(0, 3, 1, 2)
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
-        (n, c, h, wd), kh, kw, ho, wo, s, p = self.geometry
+        (_, _, h, wd), kh, kw, ho, wo, s, p = self.geometry
         g = grad.transpose(0, 2, 3, 1)  # (N, Ho, Wo, C), a free view for our own outputs
         dw = None
-        if self.needs_grad[1]:  # one dot product per offset: einsum streams both operands once
-            dw = xp.empty((kh * kw, c), dtype=grad.dtype)
-            for i in range(kh):
-                for j in range(kw):
-                    shifted = self.src[:, i : i + s * ho : s, j : j + s * wo : s]
-                    dw[i * kw + j] = xp.einsum("nhwc,nhwc->c", g, shifted)
-            dw = xp.ascontiguousarray(dw.T.reshape(c, 1, kh, kw))
-        dpad = None
-        if self.needs_grad[0]:
-            dpad = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=grad.dtype)
-            term = xp.empty((min(ho, _block_rows(wo, c)), wo, c), dtype=grad.dtype)
-            for at, windows in _blocks(n, ho, wo, c, kh, kw, s):
-                gb = g[at]
-                t = term[: len(gb)]
-                for tap, window in windows:
-                    xp.multiply(gb, self.taps[tap], out=t)
-                    dpad[window] += t
-        db = g.sum(axis=(0, 1, 2)) if self.has_bias and self.needs_grad[2] else None
+        if self.needs_grad[1]:
+            windows = _windows(self.src, kh, kw, s, ho, wo)
+            if windows.ndim == 5:  # rows of wo*C: sum the wo pixels of each row afterwards
+                rows = g.reshape(*windows.shape[:1], ho, -1)
+                dw = xp.einsum("nijhx,nhx->ijx", windows, rows).reshape(kh, kw, wo, -1).sum(2)
+            else:
+                dw = xp.einsum("nijhwc,nhwc->ijc", windows, g)
+            dw = xp.ascontiguousarray(dw.transpose(2, 0, 1))[:, None]
         dx = None
-        if dpad is not None:
-            dx = dpad[:, p : p + h, p : p + wd].transpose(0, 3, 1, 2)
+        if self.needs_grad[0] and s == 1 and kh == kw and p < kh:
+            gpad = _padded(g, kh - 1 - p)  # dx is a correlation of it with the flipped kernel
+            flipped = xp.ascontiguousarray(self.taps[::-1, ::-1])
+            dx = _window_sum(_windows(gpad, kh, kw, 1, h, wd), flipped)
+            if gpad is not g:
+                _scratch.give(gpad)
+        elif self.needs_grad[0]:
+            dx = self._scatter(g)
+        db = g.sum(axis=(0, 1, 2)) if self.has_bias and self.needs_grad[2] else None
+        if dx is not None:
+            dx = dx.transpose(0, 3, 1, 2)
         return (dx, dw, db) if self.has_bias else (dx, dw)
+
+    def _scatter(self, g: Array) -> Array:
+        """``dx (N, H, W, C)``: ``g * w[:, i, j]`` added back to each offset's input window."""
+        (n, c, h, wd), kh, kw, ho, wo, s, p = self.geometry
+        taps = self.taps.reshape(kh * kw, c)
+        dpad = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=g.dtype)
+        term = xp.empty((min(ho, _block_rows(wo, c)), wo, c), dtype=g.dtype)
+        for at, windows in _blocks(n, ho, wo, c, kh, kw, s):
+            gb = g[at]
+            t = term[: len(gb)]
+            for tap, window in windows:
+                xp.multiply(gb, taps[tap], out=t)
+                dpad[window] += t
+        return dpad[:, p : p + h, p : p + wd]
 
     def release(self) -> None:
         if self.src is not None and self.geometry[-1]:  # a padded copy, not a view of x
