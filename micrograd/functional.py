@@ -10,6 +10,7 @@ each because they dominate training time or need special care for numerical stab
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -281,7 +282,7 @@ class Conv2d(Function):
         return out
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
-        (n, c, h, wd), (o, _, kh, kw), s, _, ho, wo, hs, ws, lead = self.geometry
+        (n, c, h, wd), (o, *_), s, _, ho, wo, hs, ws, lead = self.geometry
         taps = self._taps()
         reach = max(off for ts in taps.values() for *_, off in ts)
         rows = n * hs * ws
@@ -296,14 +297,7 @@ class Conv2d(Function):
             g = grid.reshape(rows, o)
         dw = None
         if self.needs_grad[1]:
-            span = lead + rows - reach
-            dw = xp.empty((kh, kw, c, o), dtype=grad.dtype)
-            for r in range(0, span, DW_ROWS):  # all taps per block of rows, while it is cached
-                end = min(span, r + DW_ROWS)
-                for ab, image in self.phases.items():
-                    for i, j, off in taps[ab]:
-                        _matmul(image[off + r : off + end].T, g[r:end], dw[i, j], r > 0)
-            dw = xp.ascontiguousarray(dw.transpose(3, 2, 0, 1))
+            dw = self._weight_gradient(g, taps, lead + rows - reach)
         dx = None
         if self.needs_grad[0]:
             dx = xp.zeros((n, h, wd, c), dtype=grad.dtype) if s > 1 else None
@@ -328,6 +322,47 @@ class Conv2d(Function):
             _scratch.give(gbuf)
         db = grad.sum(axis=(0, 2, 3)) if self.has_bias and self.needs_grad[2] else None
         return (dx, dw, db) if self.has_bias else (dx, dw)
+
+    def _weight_gradient(
+        self, g: Array, taps: dict[tuple[int, int], list[Tap]], span: int
+    ) -> Array:
+        """``dW (O, C, kh, kw)`` from the gradient rows ``g`` on the grid: ``Σ_q X[q + off]ᵀ G[q]``
+        over the first ``span`` rows.
+
+        Within a phase, the ``nj`` taps of a kernel row read rows ``q + off, q + off + 1, ...``
+        of ``X``: copied out side by side once (``nj*C`` wide), a block of rows serves every tap
+        of every kernel row in products ``nj`` times larger than one per tap (the kernel rows
+        are the same copy ``Ws`` rows further on). Blocks of ``DW_ROWS`` rows keep it in cache.
+        """
+        _, (o, c, kh, kw), *_ = self.geometry
+        dtype, item = g.dtype, g.dtype.itemsize
+        dw = xp.empty((o, c, kh, kw), dtype=dtype)
+        for ab, ts in taps.items():
+            image = self.phases[ab]
+            kernel_rows = [list(row) for _, row in itertools.groupby(ts, key=lambda t: t[0])]
+            nj, reach = len(kernel_rows[0]), kernel_rows[-1][0][2]  # taps a row, last row's off
+            sums = xp.empty((len(kernel_rows), nj * c, o), dtype=dtype)
+            spare = _scratch.take(((DW_ROWS + reach) * nj * c,), dtype) if nj > 1 else None
+            for r in range(0, span, DW_ROWS):
+                end = min(span, r + DW_ROWS)
+                if spare is not None:  # rows r.. of X with their nj-1 successors, side by side
+                    shape = (end - r + reach, nj * c)
+                    side_by_side = xp.lib.stride_tricks.as_strided(
+                        image[r:], shape, (c * item, item), writeable=False
+                    )
+                    rows = spare[: side_by_side.size].reshape(shape)
+                    xp.copyto(rows, side_by_side)
+                else:
+                    rows = image[r : end + reach]
+                for total, row in zip(sums, kernel_rows, strict=True):
+                    at = row[0][2]
+                    _matmul(rows[at : at + end - r].T, g[r:end], total, accumulate=r > 0)
+            if spare is not None:
+                _scratch.give(spare)
+            for total, row in zip(sums, kernel_rows, strict=True):
+                for t, (i, j, _) in enumerate(row):
+                    dw[:, :, i, j] = total[t * c : (t + 1) * c].T
+        return dw
 
     def release(self) -> None:
         _, _, s, p, *_ = self.geometry
