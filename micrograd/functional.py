@@ -210,7 +210,12 @@ class Conv2d(Function):
             hs, ws, lead = ho + (kh - 1) // s, wo + (kw - 1) // s, 0
         self.geometry = (x.shape, w.shape, s, p, ho, wo, hs, ws, lead)
         self.phases = self._phase_images(x.transpose(0, 2, 3, 1))
-        taps = {ab: [w[:, :, i, j].T for i, j, _ in ts] for ab, ts in self._taps().items()}
+        # each tap's (C, O) matrix: for 1x1 kernels a transposed view (BLAS takes it as it is)
+        by_offset = w[:, :, 0, 0].T if kh == kw == 1 else w.transpose(2, 3, 1, 0).copy()
+        taps = {
+            ab: [by_offset if kh == kw == 1 else by_offset[i, j] for i, j, _ in ts]
+            for ab, ts in self._taps().items()
+        }
         out = self._products(self.phases, taps, o).reshape(n, hs, ws, o)
         if (hs, ws) != (ho, wo):
             grid, out = out, xp.ascontiguousarray(out[:, :ho, :wo])
@@ -277,7 +282,7 @@ class Conv2d(Function):
         first = True
         for ab, image in images.items():
             for (_, _, off), tap in zip(taps[ab], weights[ab], strict=True):
-                _matmul(image[off : off + span], xp.ascontiguousarray(tap), out[:span], not first)
+                _matmul(image[off : off + span], tap, out[:span], not first)
                 first = False
         return out
 
@@ -749,12 +754,21 @@ class BatchNorm(Function):
         mean = mean.astype(x.dtype)
         inv_std = (1.0 / xp.sqrt(var + eps)).astype(x.dtype)
         scale = (weight * inv_std).astype(x.dtype)
-        wide_mean, wide_scale, wide_bias = (xp.tile(v, k) for v in (mean, scale, bias))
+        # (x - mean) * scale + bias. With fixed statistics, as x * scale + shift: one pass
+        # fewer (PyTorch's inference form); with batch statistics centred first, which keeps
+        # precision when a channel's mean is large next to its spread.
+        centre = xp.tile(mean, k) if training else None
+        wide_scale = xp.tile(scale, k)
+        wide_bias = xp.tile(bias if training else bias - mean * scale, k).astype(x.dtype)
         out = xp.empty_like(rows)
         bounds = ACTIVATIONS[activation] if activation else None
         for block in blocks:
-            o = xp.subtract(rows[block], wide_mean, out=out[block])
-            o *= wide_scale
+            o = out[block]
+            if centre is not None:
+                xp.subtract(rows[block], centre, out=o)
+                o *= wide_scale
+            else:
+                xp.multiply(rows[block], wide_scale, out=o)
             o += wide_bias
             if bounds is not None:
                 xp.clip(o, *bounds, out=o)
