@@ -469,9 +469,9 @@ class DepthwiseConv2d(Function):
         out = _window_sum(_windows(src, kh, kw, s, ho, wo), taps)
         if b is not None:
             out += b
-        self.src = src if self.needs_grad[1] else None  # dW needs the padded input
-        if self.src is None and p:
+        if p:
             _scratch.give(src)
+        self.x = x.transpose(0, 2, 3, 1) if self.needs_grad[1] else None  # dW pads it again
         self.taps, self.has_bias = taps, b is not None
         self.geometry = (x.shape, kh, kw, ho, wo, s, p)
         return out.transpose(0, 3, 1, 2)
@@ -481,13 +481,16 @@ class DepthwiseConv2d(Function):
         g = grad.transpose(0, 2, 3, 1)  # (N, Ho, Wo, C), a free view for our own outputs
         dw = None
         if self.needs_grad[1]:
-            windows = _windows(self.src, kh, kw, s, ho, wo)
+            src = _padded(self.x, p)
+            windows = _windows(src, kh, kw, s, ho, wo)
             if windows.ndim == 5:  # rows of wo*C: sum the wo pixels of each row afterwards
                 rows = g.reshape(*windows.shape[:1], ho, -1)
                 dw = xp.einsum("nijhx,nhx->ijx", windows, rows).reshape(kh, kw, wo, -1).sum(2)
             else:
                 dw = xp.einsum("nijhwc,nhwc->ijc", windows, g)
             dw = xp.ascontiguousarray(dw.transpose(2, 0, 1))[:, None]
+            if src is not self.x:
+                _scratch.give(src)
         dx = None
         if self.needs_grad[0] and s == 1 and kh == kw and p < kh:
             gpad = _padded(g, kh - 1 - p)  # dx is a correlation of it with the flipped kernel
@@ -517,9 +520,7 @@ class DepthwiseConv2d(Function):
         return dpad[:, p : p + h, p : p + wd]
 
     def release(self) -> None:
-        if self.src is not None and self.geometry[-1]:  # a padded copy, not a view of x
-            _scratch.give(self.src)
-        self.src = None
+        self.x = None
 
 
 def conv2d(

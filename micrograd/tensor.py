@@ -193,7 +193,11 @@ class Tensor:
         leads = None if wanted is None else _leading_to(order, wanted)
 
         grads: dict[int, Array] = {id(self): grad}
-        for node in reversed(order):
+        while order:
+            # popped, so that once a node's backward has run (and, without retain_graph, its
+            # op let go of its inputs) nothing here holds it: activations nobody else refers to
+            # are freed as the walk goes, instead of all at its end
+            node = order.pop()
             g = grads.pop(id(node), None)
             fn = node._ctx
             if g is not None and fn is None and (wanted is None or id(node) in wanted):

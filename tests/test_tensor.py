@@ -589,3 +589,30 @@ def test_backward_to_chosen_inputs_skips_the_branches_that_do_not_lead_there(
     full = Tensor(x.data, requires_grad=True)
     F.conv2d(F.conv2d(full, w, padding=1)[:, :2], w, padding=1).sum().backward()
     np.testing.assert_allclose(x.grad, full.grad, rtol=1e-5)
+
+
+def test_backward_lets_go_of_activations_as_it_walks() -> None:
+    """Without retain_graph, an activation nobody holds is freed once the walk is past it, so a
+    step's memory falls during backward instead of peaking at its end."""
+    import weakref
+
+    from micrograd.tensor import Function
+
+    freed: list[bool] = []
+
+    class Check(Function):
+        def forward(self, a: np.ndarray) -> np.ndarray:
+            return a * 1.0
+
+        def backward(self, grad: np.ndarray) -> tuple[np.ndarray]:
+            freed.append(later() is None)
+            return (grad,)
+
+    x = Tensor(np.ones(3), requires_grad=True)
+    top = (Check.apply(x) * 2.0).exp()
+    later = weakref.ref(top.data)
+    loss = top.sum()
+    del top
+    loss.backward()
+    assert freed == [True]
+    np.testing.assert_allclose(x.grad, 2 * np.exp(2.0) * np.ones(3))
