@@ -36,19 +36,28 @@ Trade-offs the engine makes for these figures (see ``micrograd/functional.py``):
 - Convolution is a sum of shifted matrix products over a zero-bordered channels-last layout
   (``Conv2d``): no im2col matrix is written or kept, at the price of computing the border rows
   too (1.06x the work of a 32x32 map, 1.27x of an 8x8 one). The weight gradient reads the
-  input ``k*k`` times per cache-sized block of rows instead of once from an im2col copy. This
-  is what brought the ResNet step's memory under 2x PyTorch's: only the (padded) input of each
-  conv is kept for backward.
+  input once per kernel offset and cache-sized block of rows instead of once from an im2col
+  copy: it costs about 1.5x the forward's time, where PyTorch's costs about the same.
+- A conv keeps its zero-bordered input for the weight gradient (laying it out again in
+  backward took 4% more time for 7% less memory); a depthwise conv pads its input again
+  (its inputs are the largest activations of EfficientNet).
+- ``Tensor.backward`` lets go of each activation once the walk is past it, as PyTorch does,
+  so a step's memory falls during backward instead of peaking at its end.
 - The products accumulate in place through scipy's BLAS ``gemm`` (``beta=1``): scipy comes
-  with scikit-image; numpy's ``matmul`` cannot add into its output.
+  with scikit-image; numpy's ``matmul`` cannot add into its output. All of a conv's products
+  go through that one library: mixing numpy's and scipy's BLAS, whose idle threads spin for a
+  while, made a two-thread step 2.5x slower.
+- Depthwise convolution is one einsum over a strided view of every offset's window: numpy
+  runs it as a multiply-accumulate loop along whole rows, 2-3x faster than an op per offset.
 - BatchNorm is fused with the activation after it and works in cache-sized blocks over rows
   made wide (``ELEMENTWISE_BLOCK``, ``WIDE_ROW``): these ops are bound by memory traffic, so
   the aim is to read each activation as few times as possible.
-- Everything stays float32; no op keeps an activation-sized array that the graph does not
-  hold anyway, except a conv's padded input and a depthwise conv's padded input.
-- Tried and dropped: a thread pool for the elementwise sweeps (on two cores it fought BLAS's
-  spinning threads and made the ResNet step slower), a horizontal im2col (three kernel
-  columns per copy) for the forward (slower than nine shifted products).
+- Everything stays float32 (only per-channel sums accumulate in float64).
+- Tried and dropped: a thread pool for the elementwise sweeps (memory-bound here: the
+  BatchNorm forward of EfficientNet's largest layer went from 95 to 80 ms on two threads, its
+  backward not at all, and the pool's threads competed with BLAS's), a horizontal im2col (three
+  kernel columns per copy) for the forward (slower than nine shifted products), the same copy
+  plus a three-offset gradient copy for the weight gradient (no faster on two threads).
 
 numpy's OpenBLAS can be forced onto older kernels by ``OPENBLAS_CORETYPE`` (and tuned by
 ``OPENBLAS_L2_SIZE``), while PyTorch always uses its own. When either variable is set, the
