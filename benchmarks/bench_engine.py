@@ -37,7 +37,7 @@ Trade-offs the engine makes for these figures (see ``micrograd/functional.py``):
   (``Conv2d``): no im2col matrix is written or kept, at the price of computing the border rows
   too (1.06x the work of a 32x32 map, 1.27x of an 8x8 one). The weight gradient reads the
   input once per kernel offset and cache-sized block of rows instead of once from an im2col
-  copy: it costs about 1.5x the forward's time, where PyTorch's costs about the same.
+  copy: it takes about 1.5x the forward's time.
 - A conv keeps its zero-bordered input for the weight gradient (laying it out again in
   backward took 4% more time for 7% less memory); a depthwise conv pads its input again
   (its inputs are the largest activations of EfficientNet).
@@ -46,7 +46,7 @@ Trade-offs the engine makes for these figures (see ``micrograd/functional.py``):
 - The products accumulate in place through scipy's BLAS ``gemm`` (``beta=1``): scipy comes
   with scikit-image; numpy's ``matmul`` cannot add into its output. All of a conv's products
   go through that one library: mixing numpy's and scipy's BLAS, whose idle threads spin for a
-  while, made a two-thread step 2.5x slower.
+  while, made a two-thread step 2.4x slower.
 - Depthwise convolution is one einsum over a strided view of every offset's window: numpy
   runs it as a multiply-accumulate loop along whole rows, 2-3x faster than an op per offset.
 - BatchNorm is fused with the activation after it and works in cache-sized blocks over rows
