@@ -694,8 +694,9 @@ def _mean_var(rows: Array, blocks: list[slice]) -> tuple[Array, Array]:
     for block in blocks:
         part = rows[block]
         k = len(part)
-        block_mean = part.mean(axis=0, dtype=xp.float64)
-        d = xp.subtract(part, block_mean.astype(rows.dtype), out=centred[:k])
+        block_mean = part.mean(axis=0)  # a few rows: exact enough in the input's precision
+        d = xp.subtract(part, block_mean, out=centred[:k])
+        block_mean = block_mean.astype(xp.float64)
         delta = block_mean - mean
         mean += delta * (k / (count + k))
         m2 += xp.einsum("ij,ij->j", d, d) + delta * delta * (count * k / (count + k))
