@@ -3,8 +3,10 @@
 Images are NCHW, convolution weights are ``(out_channels, in_channels, kh, kw)``. Most functions
 are compositions of the primitives in ``micrograd.tensor``; a few are fused into one ``Function``
 each because they dominate training time or need special care for numerical stability:
-``conv2d`` (im2col + one matmul; depthwise as shifted multiply-adds), ``batch_norm`` and
-``log_softmax``.
+``conv2d`` (a sum of shifted matrix products on channels-last rows; depthwise as one einsum over
+the kernel offsets' windows), ``batch_norm`` (with the ReLU or ReLU6 after it) and
+``log_softmax``. Arrays behind NCHW tensors are stored channels-last where an op makes them, so
+the next conv or batch norm reads them without a transpose copy.
 """
 
 from __future__ import annotations
@@ -56,11 +58,12 @@ def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
 class _Scratch:
     """Large work arrays kept for reuse, by shape and dtype, up to ``max_bytes`` in all.
 
-    A training step needs hundreds of MB of im2col matrices; asking the OS for fresh memory
-    every step costs a page fault per page touched (about as long as the copy itself), so
-    buffers go back here once their op is done with them. At most ``keep`` spares are kept per
-    shape, and the least recently returned shapes are let go first once the pool holds more
-    than ``max_bytes``, so a server that saw one huge batch does not keep its buffers forever.
+    A training step needs tens of MB of padded images and product buffers per conv; asking the
+    OS for fresh memory every step costs a page fault per page touched (about as long as
+    filling the page), so buffers go back here once their op is done with them. At most
+    ``keep`` spares are kept per shape, and the least recently returned shapes are let go first
+    once the pool holds more than ``max_bytes``, so a server that saw one huge batch does not
+    keep its buffers forever.
     A lock makes it safe for concurrent graphs (app users): no two get the same buffer.
     """
 
@@ -160,8 +163,8 @@ def _matmul(a: Array, b: Array, out: Array, accumulate: bool = False) -> Array:
 
 
 #: Rows of the phase images one weight-gradient pass takes for all taps at a time (under 1 MB
-#: of input and gradient at 32 channels), so the ``kh*kw`` reads of a row come from the CPU's
-#: cache: 25% faster on one thread than one whole-array product per tap.
+#: of input and gradient at 32 channels), so the reads of a row for every tap come from the
+#: CPU's cache: 25% faster on one thread than one whole-array product per tap.
 DW_ROWS = 4096
 
 Tap = tuple[int, int, int]  # kernel row i, kernel column j, row offset in the phase image
@@ -377,9 +380,10 @@ class Conv2d(Function):
         self.phases = None
 
 
-#: Floats of output one depthwise pass works on at a time: small enough (256 KB) to stay in
-#: the CPU's cache across all k*k offsets, where whole-tensor passes would stream the
-#: activations through memory k*k times (2.3x slower for a 5x5 kernel on 56x56x144 maps).
+#: Floats of output gradient that a strided depthwise conv's ``dx`` scatter works on at a time:
+#: small enough (256 KB) to stay in the CPU's cache across all k*k offsets, where whole-tensor
+#: passes would stream the activations through memory k*k times (2.3x slower for a 5x5 kernel
+#: on 56x56x144 maps).
 DEPTHWISE_BLOCK = 65536
 
 
@@ -448,8 +452,9 @@ class DepthwiseConv2d(Function):
         out[n, h, w, c]  = Σ_ij V[n, i, j, h, w, c] * w[c, i, j]
         dW[c, i, j]      = Σ_nhw V[n, i, j, h, w, c] * g[n, h, w, c]
 
-    numpy's einsum runs each as one multiply-accumulate loop along the channels, contiguous in
-    every operand: 2-3x faster than a multiply and an add per offset. For stride 1, ``dx`` is
+    numpy's einsum runs each as one multiply-accumulate loop along the channels (whole image rows
+    of them at stride 1), contiguous in every operand: 2-3x faster than a multiply and an add per
+    offset. For stride 1, ``dx`` is
     the same einsum on the zero-padded gradient with the kernel flipped; for larger strides it
     scatters ``g * w[:, i, j]`` back to each offset's window, in cache-sized blocks of rows
     (``DEPTHWISE_BLOCK``), all offsets for one block at a time.
