@@ -212,14 +212,14 @@ class Conv2d(Function):
         else:  # each phase on a grid with its own zero border
             hs, ws, lead = ho + (kh - 1) // s, wo + (kw - 1) // s, 0
         self.geometry = (x.shape, w.shape, s, p, ho, wo, hs, ws, lead)
-        self.phases = self._phase_images(x.transpose(0, 2, 3, 1))
-        # each tap's (C, O) matrix: for 1x1 kernels a transposed view (BLAS takes it as it is)
-        by_offset = w[:, :, 0, 0].T if kh == kw == 1 else w.transpose(2, 3, 1, 0).copy()
-        taps = {
-            ab: [by_offset if kh == kw == 1 else by_offset[i, j] for i, j, _ in ts]
-            for ab, ts in self._taps().items()
-        }
-        out = self._products(self.phases, taps, o).reshape(n, hs, ws, o)
+        taps = self._taps()
+        self.phases = self._phase_images(x.transpose(0, 2, 3, 1), taps)
+        # tap (i, j)'s (C, O) matrix is [i, j]: copied so each is contiguous, except a 1x1
+        # kernel's one tap, a transposed view that BLAS takes as it is
+        by_offset = w.transpose(2, 3, 1, 0)
+        if kh * kw > 1:
+            by_offset = by_offset.copy()
+        out = self._products(self.phases, taps, by_offset).reshape(n, hs, ws, o)
         if (hs, ws) != (ho, wo):
             grid, out = out, xp.ascontiguousarray(out[:, :ho, :wo])
             _scratch.give(grid.reshape(-1, o))
@@ -255,14 +255,16 @@ class Conv2d(Function):
         (grid_rows, rows), (grid_cols, cols) = axis(a, h, hs), axis(b, wd, ws)
         return (grid_rows, grid_cols), (rows, cols)
 
-    def _phase_images(self, x: Array) -> dict[tuple[int, int], Array]:
-        """``x (N, H, W, C)`` -> per phase, the rows ``X (lead + N*Hs*Ws, C)`` of the docstring
-        (a scratch buffer; ``x`` itself for a stride-1 conv without padding)."""
+    def _phase_images(
+        self, x: Array, taps: dict[tuple[int, int], list[Tap]]
+    ) -> dict[tuple[int, int], Array]:
+        """``x (N, H, W, C)`` -> for each phase of ``taps``, the rows ``X (lead + N*Hs*Ws, C)``
+        of the docstring (a scratch buffer; ``x`` itself for a stride-1 conv without padding)."""
         (n, c, _, _), _, s, p, _, _, hs, ws, lead = self.geometry
         if s == 1 and p == 0:
             return {(0, 0): xp.ascontiguousarray(x).reshape(-1, c)}
         images = {}
-        for a, b in self._taps():
+        for a, b in taps:
             image = _scratch.take((lead + n * hs * ws, c), x.dtype)
             image[:lead] = 0
             grid = image[lead:].reshape(n, hs, ws, c)
@@ -274,18 +276,21 @@ class Conv2d(Function):
         return images
 
     def _products(
-        self, images: dict[tuple[int, int], Array], weights: dict[Any, list[Array]], o: int
+        self,
+        images: dict[tuple[int, int], Array],
+        taps: dict[tuple[int, int], list[Tap]],
+        by_offset: Array,
     ) -> Array:
-        """``out (N*Hs*Ws, o) = Σ over phases and taps of X[q + off] @ weight``, the forward's
-        sum (``weights`` are ``(C, O)`` taps). Rows past the last full slice are left unset."""
+        """``out (N*Hs*Ws, O) = Σ over phases and taps of X[q + off] @ by_offset[i, j]``, the
+        forward's sum (``by_offset (kh, kw, C, O)``). Rows past the last full slice are unset."""
         (n, *_), _, _, _, _, _, hs, ws, _ = self.geometry
-        taps = self._taps()
-        span = len(next(iter(images.values()))) - max(off for t in taps.values() for *_, off in t)
-        out = _scratch.take((n * hs * ws, o), next(iter(images.values())).dtype)
+        first_image = next(iter(images.values()))
+        span = len(first_image) - max(off for t in taps.values() for *_, off in t)
+        out = _scratch.take((n * hs * ws, by_offset.shape[3]), first_image.dtype)
         first = True
         for ab, image in images.items():
-            for (_, _, off), tap in zip(taps[ab], weights[ab], strict=True):
-                _matmul(image[off : off + span], tap, out[:span], not first)
+            for i, j, off in taps[ab]:
+                _matmul(image[off : off + span], by_offset[i, j], out[:span], not first)
                 first = False
         return out
 
@@ -489,7 +494,7 @@ class DepthwiseConv2d(Function):
             src = _padded(self.x, p)
             windows = _windows(src, kh, kw, s, ho, wo)
             if windows.ndim == 5:  # rows of wo*C: sum the wo pixels of each row afterwards
-                rows = g.reshape(*windows.shape[:1], ho, -1)
+                rows = g.reshape(len(g), ho, -1)
                 dw = xp.einsum("nijhx,nhx->ijx", windows, rows).reshape(kh, kw, wo, -1).sum(2)
             else:
                 dw = xp.einsum("nijhwc,nhwc->ijc", windows, g)
@@ -746,8 +751,8 @@ class BatchNorm(Function):
         blocks = _row_blocks(*rows.shape)
         if training:
             wide_mean, wide_var = _mean_var(rows, blocks)  # per column: fold the k of a channel
-            mean = wide_mean.reshape(k, -1).mean(axis=0)
             groups = wide_mean.reshape(k, -1)
+            mean = groups.mean(axis=0)
             var = (wide_var.reshape(k, -1) + (groups - mean) ** 2).mean(axis=0)
             if running_mean is not None and running_var is not None:
                 running_mean *= 1 - momentum
