@@ -676,6 +676,16 @@ WIDE_ROW = 1024
 ACTIVATIONS: dict[str, tuple[float, float]] = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0)}
 
 
+def activation_bounds(activation: str | None) -> tuple[float, float] | None:
+    """The clipping bounds of an ``ACTIVATIONS`` name (None for None); ``ValueError`` for any
+    other name."""
+    if activation is None:
+        return None
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} or None")
+    return ACTIVATIONS[activation]
+
+
 def _wide(rows: Array) -> tuple[Array, int]:
     """``(M, C)`` rows -> ``(M/k, k*C)`` (a free view of contiguous rows) and ``k``: the
     largest power of two with ``k*C <= WIDE_ROW`` that divides ``M``. Column ``j`` of the wide
@@ -716,9 +726,9 @@ def _mean_var(rows: Array, blocks: list[slice]) -> tuple[Array, Array]:
 
 class BatchNorm(Function):
     """Batch normalisation over every axis but 1 (channels), for ``(N, C)`` or ``(N, C, H, W)``,
-    optionally followed by ReLU or ReLU6 (``activation``): one fused op, computed on one column
-    per channel (rows made ``WIDE_ROW`` wide, see ``_wide``), in cache-sized blocks of rows
-    (``ELEMENTWISE_BLOCK``).
+    optionally followed by ReLU or ReLU6 (``bounds``, from ``activation_bounds``): one fused op,
+    computed on one column per channel (rows made ``WIDE_ROW`` wide, see ``_wide``), in
+    cache-sized blocks of rows (``ELEMENTWISE_BLOCK``).
 
     Composed from primitives, BatchNorm + ReLU6 would make about twelve passes over the largest
     activations of the network, each streaming them through memory; here the forward reads the
@@ -744,7 +754,7 @@ class BatchNorm(Function):
         training: bool,
         momentum: float,
         eps: float,
-        activation: str | None,
+        bounds: tuple[float, float] | None,
     ) -> Array:
         rows, k = _wide(_channel_rows(x))  # (M/k, k*C)
         m = rows.shape[0] * k
@@ -773,7 +783,6 @@ class BatchNorm(Function):
         wide_scale = xp.tile(scale, k)
         wide_bias = xp.tile(bias if training else bias - mean * scale, k).astype(x.dtype)
         out = xp.empty_like(rows)
-        bounds = ACTIVATIONS[activation] if activation else None
         for block in blocks:
             o = out[block]
             if centre is not None:
@@ -850,8 +859,6 @@ def batch_norm(
     ``activation`` (``"relu"`` or ``"relu6"``, see ``ACTIVATIONS``) is applied to the result in
     the same op: ``relu(batch_norm(x))``, without its own passes over memory.
     """
-    if activation is not None and activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} or None")
     return BatchNorm.apply(
         x,
         weight,
@@ -861,7 +868,7 @@ def batch_norm(
         training=training,
         momentum=momentum,
         eps=eps,
-        activation=activation,
+        bounds=activation_bounds(activation),
     )
 
 

@@ -324,8 +324,7 @@ class _BatchNorm(Module):
         momentum: float = 0.1,
         activation: str | None = None,
     ) -> None:
-        if activation is not None and activation not in F.ACTIVATIONS:
-            raise ValueError(f"activation must be one of {sorted(F.ACTIVATIONS)} or None")
+        F.activation_bounds(activation)  # an unknown name fails here, not at the first forward
         self.weight = Parameter(np.ones(num_features, np.float32))
         self.bias = Parameter(np.zeros(num_features, np.float32))
         self.register_buffer("running_mean", np.zeros(num_features, np.float32))
