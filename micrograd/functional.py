@@ -54,6 +54,52 @@ def _out_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return out
 
 
+# ---------------------------------------------------------------------- fused activations
+#: The activations ``conv2d`` and ``batch_norm`` can apply to their output in the same op, as
+#: (low, high) clipping bounds.
+ACTIVATIONS: dict[str, tuple[float, float]] = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0)}
+
+
+def activation_bounds(activation: str | None) -> tuple[float, float] | None:
+    """The clipping bounds of an ``ACTIVATIONS`` name (None for None); ``ValueError`` for any
+    other name."""
+    if activation is None:
+        return None
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} or None")
+    return ACTIVATIONS[activation]
+
+
+def _inside(out: Array, bounds: tuple[float, float]) -> Array:
+    """Where a clipped output let the gradient through: strictly inside ``bounds`` (0 at the
+    bounds themselves, as PyTorch's ``relu``/``relu6`` give it)."""
+    inside = out > bounds[0]
+    if bounds[1] != float("inf"):
+        inside &= out < bounds[1]
+    return inside
+
+
+class _Activated(Function):
+    """An op whose output may be clipped in place by a fused activation (``bounds``): the
+    clipped output is kept (when a gradient will be asked for) to mask the output gradient."""
+
+    bounds: tuple[float, float] | None = None
+    out: Array | None = None
+
+    def _activate(self, out: Array, bounds: tuple[float, float] | None) -> Array:
+        if bounds is not None:
+            xp.clip(out, *bounds, out=out)
+            if any(self.needs_grad):
+                self.out, self.bounds = out, bounds
+        return out
+
+    def _passed(self, grad: Array) -> Array:
+        """The output gradient where the activation passed it, 0 where it clipped."""
+        if self.bounds is None or self.out is None:
+            return grad
+        return grad * _inside(self.out, self.bounds)
+
+
 # ---------------------------------------------------------------------- convolution
 class _Scratch:
     """Large work arrays kept for reuse, by shape and dtype, up to ``max_bytes`` in all.
@@ -170,7 +216,7 @@ DW_ROWS = 4096
 Tap = tuple[int, int, int]  # kernel row i, kernel column j, row offset in the phase image
 
 
-class Conv2d(Function):
+class Conv2d(_Activated):
     """2-D cross-correlation as a sum of shifted matrix products, computed channels-last, with
     no im2col matrix.
 
@@ -199,7 +245,14 @@ class Conv2d(Function):
     """
 
     def forward(
-        self, x: Array, w: Array, b: Array | None = None, *, stride: int, padding: int
+        self,
+        x: Array,
+        w: Array,
+        b: Array | None = None,
+        *,
+        stride: int,
+        padding: int,
+        bounds: tuple[float, float] | None = None,
     ) -> Array:
         n, c, h, wd = x.shape
         o, ci, kh, kw = w.shape
@@ -219,16 +272,14 @@ class Conv2d(Function):
         by_offset = w.transpose(2, 3, 1, 0)
         if kh * kw > 1:
             by_offset = by_offset.copy()
-        out = self._products(self.phases, taps, by_offset).reshape(n, hs, ws, o)
+        out = self._products(self.phases, taps, by_offset, b).reshape(n, hs, ws, o)
         if (hs, ws) != (ho, wo):
             grid, out = out, xp.ascontiguousarray(out[:, :ho, :wo])
             _scratch.give(grid.reshape(-1, o))
-        if b is not None:
-            out += b
         if not self.needs_grad[1]:  # only dW reads the phase images
             self.release()
         self.w, self.has_bias = w, b is not None
-        return out.transpose(0, 3, 1, 2)
+        return self._activate(out.transpose(0, 3, 1, 2), bounds)
 
     def _taps(self) -> dict[tuple[int, int], list[Tap]]:
         """Per phase ``(a, b)``: its kernel taps ``(i, j)`` and their row offsets on the grid."""
@@ -280,14 +331,18 @@ class Conv2d(Function):
         images: dict[tuple[int, int], Array],
         taps: dict[tuple[int, int], list[Tap]],
         by_offset: Array,
+        bias: Array | None,
     ) -> Array:
-        """``out (N*Hs*Ws, O) = Σ over phases and taps of X[q + off] @ by_offset[i, j]``, the
-        forward's sum (``by_offset (kh, kw, C, O)``). Rows past the last full slice are unset."""
+        """``out (N*Hs*Ws, O) = bias + Σ over phases and taps of X[q + off] @ by_offset[i, j]``,
+        the forward's sum (``by_offset (kh, kw, C, O)``). Rows past the last full slice are
+        unset. The bias is where the sum starts: BLAS would otherwise zero ``out`` first."""
         (n, *_), _, _, _, _, _, hs, ws, _ = self.geometry
         first_image = next(iter(images.values()))
         span = len(first_image) - max(off for t in taps.values() for *_, off in t)
         out = _scratch.take((n * hs * ws, by_offset.shape[3]), first_image.dtype)
-        first = True
+        first = bias is None
+        if bias is not None:
+            out[:span] = bias
         for ab, image in images.items():
             for i, j, off in taps[ab]:
                 _matmul(image[off : off + span], by_offset[i, j], out[:span], not first)
@@ -296,6 +351,7 @@ class Conv2d(Function):
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
         (n, c, h, wd), (o, *_), s, _, ho, wo, hs, ws, lead = self.geometry
+        grad = self._passed(grad)
         taps = self._taps()
         reach = max(off for ts in taps.values() for *_, off in ts)
         rows = n * hs * ws
@@ -447,7 +503,7 @@ def _window_sum(windows: Array, taps: Array) -> Array:
     return xp.einsum("nijhwc,ijc->nhwc", windows, taps)
 
 
-class DepthwiseConv2d(Function):
+class DepthwiseConv2d(_Activated):
     """Depthwise 2-D cross-correlation (one kxk filter per channel, ``groups == channels``) as
     one ``einsum`` over a strided view of every kernel offset's input window.
 
@@ -466,7 +522,14 @@ class DepthwiseConv2d(Function):
     """
 
     def forward(
-        self, x: Array, w: Array, b: Array | None = None, *, stride: int, padding: int
+        self,
+        x: Array,
+        w: Array,
+        b: Array | None = None,
+        *,
+        stride: int,
+        padding: int,
+        bounds: tuple[float, float] | None = None,
     ) -> Array:
         _, c, h, wd = x.shape
         o, ci, kh, kw = w.shape
@@ -484,11 +547,11 @@ class DepthwiseConv2d(Function):
         self.x = x.transpose(0, 2, 3, 1) if self.needs_grad[1] else None  # dW pads it again
         self.taps, self.has_bias = taps, b is not None
         self.geometry = (x.shape, kh, kw, ho, wo, s, p)
-        return out.transpose(0, 3, 1, 2)
+        return self._activate(out.transpose(0, 3, 1, 2), bounds)
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
         (_, _, h, wd), kh, kw, ho, wo, s, p = self.geometry
-        g = grad.transpose(0, 2, 3, 1)  # (N, Ho, Wo, C), a free view for our own outputs
+        g = self._passed(grad).transpose(0, 2, 3, 1)  # (N, Ho, Wo, C), free for our outputs
         dw = None
         if self.needs_grad[1]:
             src = _padded(self.x, p)
@@ -540,25 +603,29 @@ def conv2d(
     stride: int = 1,
     padding: int = 0,
     groups: int = 1,
+    activation: str | None = None,
 ) -> Tensor:
     """``x (N, C, H, W)``, ``weight (O, C/groups, kh, kw)``, ``bias (O,)`` -> ``(N, O, Ho, Wo)``.
 
     ``groups`` splits the channels as PyTorch does: input channels ``[g*C/groups, ...)`` feed
     output channels ``[g*O/groups, ...)`` only. ``groups == C == O`` (depthwise) has a fused
     kernel; other groupings run one convolution per group and join the results.
+    ``activation`` (``"relu"`` or ``"relu6"``, see ``ACTIVATIONS``) is applied to the result in
+    the same op, in place: ``relu(conv2d(x, ...))`` without a pass of its own.
     """
     inputs = (x, weight) if bias is None else (x, weight, bias)
     stride, padding, groups = int(stride), int(padding), int(groups)
+    bounds = activation_bounds(activation)
     c, o = x.shape[1], weight.shape[0]
     if groups == 1:
-        return Conv2d.apply(*inputs, stride=stride, padding=padding)
+        return Conv2d.apply(*inputs, stride=stride, padding=padding, bounds=bounds)
     if groups < 1 or c % groups or o % groups or weight.shape[1] * groups != c:
         raise ValueError(
             f"conv2d: groups={groups} does not divide {c} input and {o} output channels "
             f"with weight {tuple(weight.shape)}"
         )
     if groups == c == o:
-        return DepthwiseConv2d.apply(*inputs, stride=stride, padding=padding)
+        return DepthwiseConv2d.apply(*inputs, stride=stride, padding=padding, bounds=bounds)
     ci, co = c // groups, o // groups
     outs = [
         conv2d(
@@ -567,6 +634,7 @@ def conv2d(
             None if bias is None else bias[g * co : (g + 1) * co],
             stride,
             padding,
+            activation=activation,
         )
         for g in range(groups)
     ]
@@ -671,19 +739,6 @@ ELEMENTWISE_BLOCK = 65536
 #: runs one inner loop per row, and on 32-float rows the loops' overhead (and, for column
 #: sums, their access pattern) costs up to six times the arithmetic.
 WIDE_ROW = 1024
-
-#: The activations ``batch_norm`` can apply to its output, as (low, high) clipping bounds.
-ACTIVATIONS: dict[str, tuple[float, float]] = {"relu": (0.0, float("inf")), "relu6": (0.0, 6.0)}
-
-
-def activation_bounds(activation: str | None) -> tuple[float, float] | None:
-    """The clipping bounds of an ``ACTIVATIONS`` name (None for None); ``ValueError`` for any
-    other name."""
-    if activation is None:
-        return None
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)} or None")
-    return ACTIVATIONS[activation]
 
 
 def _wide(rows: Array) -> tuple[Array, int]:
@@ -802,11 +857,7 @@ class BatchNorm(Function):
 
     def _masked(self, g: Array, block: slice, out: Array) -> Array:
         """The output gradient of ``block`` where the activation passed it, 0 where it clipped."""
-        y = self.out[block]
-        inside = y > self.bounds[0]
-        if self.bounds[1] != float("inf"):
-            inside &= y < self.bounds[1]
-        return xp.multiply(g[block], inside, out=out)
+        return xp.multiply(g[block], _inside(self.out[block], self.bounds), out=out)
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
         k = self.k
@@ -887,9 +938,7 @@ class ReLU6(Function):
         return self.out
 
     def backward(self, grad: Array) -> tuple[Array]:
-        inside = self.out > 0
-        inside &= self.out < 6
-        return (grad * inside,)
+        return (grad * _inside(self.out, ACTIVATIONS["relu6"]),)
 
 
 def relu6(x: Tensor) -> Tensor:

@@ -448,3 +448,46 @@ class Sequential(Module):
         for layer in self:
             x = layer(x)
         return x
+
+
+def conv_bn(x: Tensor, conv: Conv2d, bn: _BatchNorm) -> Tensor:
+    """``bn(conv(x))``: ``(N, C, H, W)`` -> ``(N, O, Ho, Wo)``, with ``bn``'s activation.
+
+    In eval mode (running statistics) a BatchNorm is a fixed affine map per channel,
+    ``y * scale + shift``, and a convolution is linear per output channel, so the BatchNorm
+    folds into it: the kernel of output channel ``o`` scaled by ``scale[o]``, ``shift`` as the
+    bias and the activation clipped in place, one op with no pass of its own over the output.
+    The fold is made of tensor ops, so gradients reach ``conv.weight``, ``bn.weight`` and
+    ``bn.bias`` as through the two layers (fine-tuning with frozen statistics, ``lock_eval``).
+
+    The two layers run as they are in training (the BatchNorm needs the batch's statistics),
+    and where scaling the kernels costs more than the pass it saves: one multiply per weight
+    against one per output value, e.g. a 1x1 conv from 1152 channels on a 7x7 map of one image.
+    """
+    n, _, h, w = x.shape
+    _, per_group, kh, kw = conv.weight.shape
+    p, s = conv.padding, conv.stride
+    pixels = n * ((h + 2 * p - kh) // s + 1) * ((w + 2 * p - kw) // s + 1)
+    if bn.training or pixels < per_group * kh * kw:
+        return bn(conv(x))
+    mean, var = bn.running_mean, bn.running_var
+    scale = bn.weight * (1.0 / xp.sqrt(var + bn.eps)).astype(var.dtype)  # (O,)
+    shift = bn.bias - scale * mean
+    if conv.bias is not None:
+        shift = shift + scale * conv.bias
+    weight = conv.weight * scale.reshape(-1, 1, 1, 1)
+    return F.conv2d(
+        x, weight, shift, conv.stride, conv.padding, conv.groups, activation=bn.activation
+    )
+
+
+class ConvBN(Sequential):
+    """``Conv2d`` then ``BatchNorm2d`` (with its activation), folded into one op in eval mode
+    (``conv_bn``). Children and parameter names are those of ``Sequential(conv, bn)``:
+    ``0.weight``, ``1.weight``, ``1.running_mean``, ..."""
+
+    def __init__(self, conv: Conv2d, bn: BatchNorm2d) -> None:
+        super().__init__(conv, bn)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return conv_bn(x, getattr(self, "0"), getattr(self, "1"))

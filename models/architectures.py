@@ -28,9 +28,9 @@ from micrograd import nn
 from micrograd.tensor import Tensor
 
 
-class ConvBNReLU(nn.Sequential):
-    """3x3 conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU (fused into the BatchNorm).
-    NCHW -> NCHW."""
+class ConvBNReLU(nn.ConvBN):
+    """3x3 conv (no bias: BatchNorm has one) -> BatchNorm -> ReLU, one fused op in eval mode
+    (``nn.conv_bn``). NCHW -> NCHW."""
 
     def __init__(self, cin: int, cout: int, stride: int, rng: np.random.Generator) -> None:
         super().__init__(
@@ -50,7 +50,7 @@ class ResidualBlock(nn.Module):
         self.bn2.weight.data[...] = 0.25
 
     def forward(self, x: Tensor) -> Tensor:
-        return (x + self.bn2(self.conv2(self.conv1(x)))).relu()
+        return (x + nn.conv_bn(self.conv1(x), self.conv2, self.bn2)).relu()
 
 
 class ResNet(nn.Module):
@@ -129,10 +129,10 @@ def conv_bn(
     rng: np.random.Generator,
     groups: int = 1,
     activation: bool = True,
-) -> nn.Sequential:
-    """kxk conv (symmetric ``k//2`` padding, no bias) -> BatchNorm (eps 1e-3) -> ReLU6 (fused
-    into the BatchNorm; none with ``activation=False``)."""
-    return nn.Sequential(
+) -> nn.ConvBN:
+    """kxk conv (symmetric ``k//2`` padding, no bias) -> BatchNorm (eps 1e-3) -> ReLU6 (none
+    with ``activation=False``), one fused op in eval mode (``nn.conv_bn``)."""
+    return nn.ConvBN(
         nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False, rng=rng, groups=groups),
         nn.BatchNorm2d(cout, eps=1e-3, activation="relu6" if activation else None),
     )

@@ -136,6 +136,54 @@ def test_depthwise_conv2d_after_a_conv_and_twice_with_retain_graph(torch: Any) -
         np.testing.assert_allclose(t.grad, a, rtol=1e-12)
 
 
+FUSED_CASES = [
+    # x shape, weight shape, stride, padding, groups, bias
+    pytest.param((2, 3, 5, 6), (4, 3, 3, 3), 1, 1, 1, True, id="3x3-same"),
+    pytest.param((1, 2, 6, 6), (3, 2, 1, 1), 1, 0, 1, True, id="1x1"),
+    pytest.param((2, 3, 7, 5), (2, 3, 3, 3), 2, 1, 1, False, id="3x3-stride2"),
+    pytest.param((2, 4, 7, 6), (4, 1, 3, 3), 1, 1, 4, True, id="depthwise"),
+    pytest.param((2, 3, 9, 7), (3, 1, 5, 5), 2, 2, 3, True, id="depthwise-stride2"),
+    pytest.param((2, 4, 7, 5), (6, 2, 3, 3), 1, 1, 2, True, id="two-groups"),
+]
+
+
+@pytest.mark.parametrize("activation", ["relu", "relu6"])
+@pytest.mark.parametrize(("xs", "ws", "stride", "padding", "groups", "bias"), FUSED_CASES)
+def test_conv2d_with_fused_activation(
+    xs: tuple[int, ...],
+    ws: tuple[int, ...],
+    stride: int,
+    padding: int,
+    groups: int,
+    bias: bool,
+    activation: str,
+    torch: Any,
+) -> None:
+    """``conv2d(..., activation=)`` is ``relu(conv2d(...))``: values and every gradient."""
+    inputs = [randn(*xs, seed=1) * 3, randn(*ws, seed=2)]  # outputs below 0, in (0, 6), above 6
+    if bias:
+        inputs.append(randn(ws[0], seed=3))
+    conv = {"stride": stride, "padding": padding, "groups": groups}
+
+    def ours(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        return F.conv2d(x, w, b, **conv, activation=activation)
+
+    def theirs(x: Any, w: Any, b: Any = None) -> Any:
+        f = torch.nn.functional
+        return getattr(f, activation)(f.conv2d(x, w, b, **conv))
+
+    out = ours(*(Tensor(a, dtype=None) for a in inputs)).data
+    assert (out == 0).any() and (out > 0).any()
+    if activation == "relu6":
+        assert (out == 6).any()
+    _check(ours, theirs, inputs, torch)
+
+
+def test_conv2d_refuses_unknown_activation() -> None:
+    with pytest.raises(ValueError, match="activation"):
+        F.conv2d(Tensor(np.zeros((1, 2, 3, 3))), Tensor(np.zeros((2, 2, 1, 1))), activation="gelu")
+
+
 def test_conv2d_bad_groups_raise() -> None:
     x = Tensor(np.zeros((1, 4, 5, 5)))
     with pytest.raises(ValueError, match="groups"):

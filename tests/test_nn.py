@@ -397,3 +397,81 @@ def test_batch_norm_module_with_its_activation_is_the_two_modules_in_a_row() -> 
     assert "activation='relu6'" in repr(fused)
     with pytest.raises(ValueError, match="activation"):
         nn.BatchNorm2d(3, activation="tanh")
+
+
+CONV_BN_CASES = [
+    # conv: in, out, kernel, stride, groups, bias; BatchNorm activation; folded in eval
+    pytest.param((4, 5, 3, 2, 1, True), "relu", True, id="3x3-stride2-bias-relu"),
+    pytest.param((4, 4, 5, 1, 4, False), "relu6", True, id="depthwise-5x5-relu6"),
+    pytest.param((4, 3, 1, 1, 1, False), None, True, id="1x1-linear"),
+    # 144 weights per output channel, 40 output pixels: scaling the kernels would cost more
+    pytest.param((16, 3, 3, 2, 1, False), "relu6", False, id="3x3-more-weights-than-pixels"),
+]
+
+
+@pytest.mark.parametrize("mode", ["train", "eval", "frozen"])
+@pytest.mark.parametrize(("conv", "activation", "folds"), CONV_BN_CASES)
+def test_conv_bn_is_the_two_layers_in_a_row(
+    conv: tuple[int, ...], activation: str | None, folds: bool, mode: str, torch: Any
+) -> None:
+    """``ConvBN`` (folded into one op in eval mode) against PyTorch's conv, BatchNorm and
+    activation in a row: outputs, the input's and every parameter's gradient, and the running
+    statistics, in training, in eval and in training with the statistics frozen."""
+    cin, cout, k, stride, groups, bias = conv
+    rng = np.random.default_rng(5)
+    ours = nn.ConvBN(
+        nn.Conv2d(cin, cout, k, stride, k // 2, bias=bias, rng=rng, groups=groups),
+        nn.BatchNorm2d(cout, eps=1e-3, activation=activation),
+    )
+    tnn = torch.nn
+    act = {"relu": tnn.ReLU(), "relu6": tnn.ReLU6(), None: tnn.Identity()}[activation]
+    theirs = tnn.Sequential(
+        tnn.Conv2d(cin, cout, k, stride, k // 2, bias=bias, groups=groups),
+        tnn.BatchNorm2d(cout, eps=1e-3),
+        act,
+    ).double()
+    state = ours.state_dict()
+    for name in ("1.weight", "1.bias", "1.running_mean"):
+        state[name] = rng.standard_normal(cout).astype(np.float32)
+    state["1.running_var"] = rng.uniform(0.5, 1.5, cout).astype(np.float32)
+    ours.load_state_dict(state)
+    theirs.load_state_dict({k: torch.tensor(v, dtype=torch.float64) for k, v in state.items()})
+    for p in ours.parameters():  # float64 throughout, so the comparison can be tight
+        p.data = p.data.astype(np.float64)
+    for name in ("running_mean", "running_var"):
+        ours[1].register_buffer(name, state[f"1.{name}"].astype(np.float64))
+    ours.train(mode != "eval")
+    theirs.train(mode != "eval")
+    if mode == "frozen":
+        ours[1].lock_eval()
+        theirs[1].eval()
+    x = rng.standard_normal((2, cin, 9, 7)) * 2
+    xt, xt_torch = Tensor(x, requires_grad=True, dtype=None), torch.tensor(x, requires_grad=True)
+    out, out_torch = ours(xt), theirs(xt_torch)
+    np.testing.assert_allclose(out.data, out_torch.detach().numpy(), atol=1e-9)
+    last_op = type(out._ctx).__name__  # one conv op where folded, the BatchNorm after otherwise
+    assert (last_op != "BatchNorm") == (folds and mode != "train")
+    if activation is not None:  # the activation clipped somewhere, so its mask is exercised
+        assert (out.data == 0).any()
+    weights = rng.standard_normal(out.shape)
+    (out * Tensor(weights, dtype=None)).sum().backward()
+    (out_torch * torch.tensor(weights)).sum().backward()
+    np.testing.assert_allclose(xt.grad, xt_torch.grad.numpy(), atol=1e-9)
+    torch_params = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad, torch_params[name].grad.numpy(), atol=1e-9)
+    torch_buffers = dict(theirs.named_buffers())
+    for name, value in ours.named_buffers():
+        np.testing.assert_allclose(value, torch_buffers[name].numpy(), rtol=1e-9, err_msg=name)
+    moved = not np.array_equal(ours[1].running_mean, state["1.running_mean"])
+    assert moved == (mode == "train")
+
+
+def test_conv_bn_keeps_the_names_of_its_two_layers() -> None:
+    layer = nn.ConvBN(nn.Conv2d(3, 4, 3, bias=False), nn.BatchNorm2d(4, activation="relu"))
+    assert sorted(layer.state_dict()) == [
+        "0.weight", "1.bias", "1.running_mean", "1.running_var", "1.weight"
+    ]  # fmt: skip
+    with no_grad():  # an eval forward under no_grad: one op, no graph
+        out = layer.eval()(Tensor(np.ones((1, 3, 5, 5))))
+    assert out.shape == (1, 4, 3, 3) and out._ctx is None and (out.data >= 0).all()
