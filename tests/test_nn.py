@@ -292,6 +292,22 @@ def torch_mobile_block(torch: Any) -> Any:
     )
 
 
+def assert_same_gradients_and_buffers(
+    ours: nn.Module, theirs: Any, x: Tensor, x_torch: Any, buffer_rtol: float
+) -> None:
+    """After a backward in both: the same input and parameter gradients (float64, 1e-9), and
+    the same buffers (running statistics)."""
+    np.testing.assert_allclose(x.grad, x_torch.grad.numpy(), atol=1e-9)
+    torch_params = dict(theirs.named_parameters())
+    for name, p in ours.named_parameters():
+        np.testing.assert_allclose(p.grad, torch_params[name].grad.numpy(), atol=1e-9)
+    torch_buffers = dict(theirs.named_buffers())
+    for name, value in ours.named_buffers():
+        np.testing.assert_allclose(
+            value, torch_buffers[name].numpy(), rtol=buffer_rtol, err_msg=name
+        )
+
+
 @pytest.mark.parametrize("frozen_bn", [False, True])
 def test_mobile_block_matches_torch_with_frozen_batch_norm(frozen_bn: bool, torch: Any) -> None:
     rng = np.random.default_rng(3)
@@ -320,13 +336,7 @@ def test_mobile_block_matches_torch_with_frozen_batch_norm(frozen_bn: bool, torc
     (ours(xt) * Tensor(weights, dtype=None)).sum().backward()
     xt_torch = torch.tensor(x, requires_grad=True)
     (theirs(xt_torch) * torch.tensor(weights)).sum().backward()
-    np.testing.assert_allclose(xt.grad, xt_torch.grad.numpy(), atol=1e-9)
-    torch_params = dict(theirs.named_parameters())
-    for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad, torch_params[name].grad.numpy(), atol=1e-9)
-    torch_buffers = dict(theirs.named_buffers())
-    for name, value in ours.named_buffers():
-        np.testing.assert_allclose(value, torch_buffers[name].numpy(), rtol=1e-6, err_msg=name)
+    assert_same_gradients_and_buffers(ours, theirs, xt, xt_torch, buffer_rtol=1e-6)
     assert np.array_equal(ours[1].running_mean, state["1.running_mean"]) == frozen_bn
 
 
@@ -456,13 +466,7 @@ def test_conv_bn_is_the_two_layers_in_a_row(
     weights = rng.standard_normal(out.shape)
     (out * Tensor(weights, dtype=None)).sum().backward()
     (out_torch * torch.tensor(weights)).sum().backward()
-    np.testing.assert_allclose(xt.grad, xt_torch.grad.numpy(), atol=1e-9)
-    torch_params = dict(theirs.named_parameters())
-    for name, p in ours.named_parameters():
-        np.testing.assert_allclose(p.grad, torch_params[name].grad.numpy(), atol=1e-9)
-    torch_buffers = dict(theirs.named_buffers())
-    for name, value in ours.named_buffers():
-        np.testing.assert_allclose(value, torch_buffers[name].numpy(), rtol=1e-9, err_msg=name)
+    assert_same_gradients_and_buffers(ours, theirs, xt, xt_torch, buffer_rtol=1e-9)
     moved = not np.array_equal(ours[1].running_mean, state["1.running_mean"])
     assert moved == (mode == "train")
 
