@@ -54,13 +54,14 @@ Trade-offs the engine makes for these figures (see ``micrograd/functional.py``):
   the aim is to read each activation as few times as possible.
 - In eval mode a conv's BatchNorm is folded into the conv (``nn.ConvBN``, ``nn.conv_bn``):
   the kernels scaled per output channel, the shift as a bias that starts the products' sum
-  (BLAS would zero the output first anyway) and the activation clipped in place, so nothing
-  but the products touches the activations. The fold is redone each call, from tensor ops so
-  gradients stay exact (fine-tuning trains through frozen BatchNorms): where a layer has more
-  weights per output channel than output pixels (1x1 convs on a 7x7 map of one image),
-  scaling the kernels would cost more than the pass it saves, and the two layers run as they
-  are. EfficientNet's one-image eval went from 22 to 19.5 ms (fastest of four runs each, two
-  threads), fine-tuning's feature extraction 14% and its training step 19% faster.
+  (BLAS would zero the output first anyway) and the activation clipped in place: the
+  BatchNorm's pass over the output and its array are gone. The fold is redone each call, from
+  tensor ops so gradients stay exact (fine-tuning trains through frozen BatchNorms). Where a
+  layer has more weights per output channel than output pixels (1x1 convs on a 7x7 map of
+  one image), scaling the kernels would cost more than the pass it saves, and the two layers
+  run as they are. EfficientNet's one-image eval went from 22 to 19.5 ms (fastest of four
+  runs each, two threads), fine-tuning's feature extraction 14% and its training step 19%
+  faster.
 - Everything stays float32 (only per-channel sums accumulate in float64).
 - Tried and dropped: a thread pool for the elementwise sweeps (memory-bound here: the
   BatchNorm forward of EfficientNet's largest layer went from 95 to 80 ms on two threads, its

@@ -5,8 +5,8 @@ are compositions of the primitives in ``micrograd.tensor``; a few are fused into
 each because they dominate training time or need special care for numerical stability:
 ``conv2d`` (a sum of shifted matrix products on channels-last rows; depthwise as one einsum over
 the kernel offsets' windows; either with the ReLU or ReLU6 after it), ``batch_norm`` (likewise)
-and ``log_softmax``. Arrays behind NCHW tensors are stored channels-last where an op makes them, so
-the next conv or batch norm reads them without a transpose copy.
+and ``log_softmax``. Arrays behind NCHW tensors are stored channels-last where an op makes
+them, so the next conv or batch norm reads them without a transpose copy.
 """
 
 from __future__ import annotations
@@ -611,7 +611,7 @@ def conv2d(
     output channels ``[g*O/groups, ...)`` only. ``groups == C == O`` (depthwise) has a fused
     kernel; other groupings run one convolution per group and join the results.
     ``activation`` (``"relu"`` or ``"relu6"``, see ``ACTIVATIONS``) is applied to the result in
-    the same op, in place: ``relu(conv2d(x, ...))`` without a pass of its own.
+    the same op, in place: ``relu(conv2d(x, ...))`` without a second array or graph node.
     """
     inputs = (x, weight) if bias is None else (x, weight, bias)
     stride, padding, groups = int(stride), int(padding), int(groups)

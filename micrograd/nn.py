@@ -456,7 +456,8 @@ def conv_bn(x: Tensor, conv: Conv2d, bn: _BatchNorm) -> Tensor:
     In eval mode (running statistics) a BatchNorm is a fixed affine map per channel,
     ``y * scale + shift``, and a convolution is linear per output channel, so the BatchNorm
     folds into it: the kernel of output channel ``o`` scaled by ``scale[o]``, ``shift`` as the
-    bias and the activation clipped in place, one op with no pass of its own over the output.
+    bias (where the products' sum starts) and the activation clipped in place, one op: the
+    BatchNorm's own pass over the output, and its output array, are gone.
     The fold is made of tensor ops, so gradients reach ``conv.weight``, ``bn.weight`` and
     ``bn.bias`` as through the two layers (fine-tuning with frozen statistics, ``lock_eval``).
 
