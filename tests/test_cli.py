@@ -134,10 +134,13 @@ def test_mlp_preset_and_resume_of_a_finished_run(
 
 def test_ctrl_c_keeps_the_last_checkpoint(env: dict[str, str], data: Path, tmp_path: Path) -> None:
     out, ckpt = tmp_path / "long", tmp_path / "long.ckpt.npz"
+    # Ctrl-C's default action in the child even where this suite was started in the
+    # background, whose shell ignores SIGINT for everything it starts (and Python keeps that)
     proc = subprocess.Popen(
         [sys.executable, "-m", "training", "train", "--data", str(data), "--out", str(out),
          "--epochs", "1000", *TINY],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 60
     while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
