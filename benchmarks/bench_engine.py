@@ -15,7 +15,7 @@ one batch of 64 RGB 64x64 images, on the same cores with the same number of thre
 - ``peak_mem_mb`` / ``torch_peak_mem_mb``: how far one training step raises the resident set
   above what the model and the batch already use, each engine measured the same way in a fresh
   process of its own; ``numpy_traced_peak_mb`` is the peak of numpy allocations in our step
-  (``tracemalloc``).
+  (``tracemalloc``); ``mem_ratio``: ours / torch.
 - ``effnet_infer_ms`` / ``torch_effnet_infer_ms`` / ``effnet_infer_ratio``: EfficientNet-Lite0
   (the pretrained model's network, random weights: speed does not depend on them) on one
   224 px image in eval mode, forward only, median; PyTorch runs ``benchmarks/torch_effnet.py``
@@ -521,6 +521,11 @@ def scalar_figures(repeats: int) -> dict[str, Any]:
     }
 
 
+def ratio_of(ours: float | None, theirs: float | None) -> float | None:
+    """``ours / theirs``, or None when either figure is missing (or PyTorch's is 0)."""
+    return ours / theirs if ours is not None and theirs else None
+
+
 def _fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
 
@@ -602,10 +607,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result: dict[str, Any] = {
         "cnn_step_ms": step_ms,
         "torch_cnn_step_ms": torch_ms,
-        "ratio": step_ms / torch_ms if torch_ms else None,
+        "ratio": ratio_of(step_ms, torch_ms),
         "infer_ms": statistics.median(infer_times["infer"]),
         "peak_mem_mb": ours_rss,
         "torch_peak_mem_mb": torch_rss,
+        "mem_ratio": ratio_of(ours_rss, torch_rss),
         "numpy_traced_peak_mb": numpy_peak,
         "cnn_step_ms_all": ours_times,
         "torch_cnn_step_ms_all": torch_times,
@@ -625,7 +631,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     spread = f"{min(ours_times):.0f}-{max(ours_times):.0f}"
     torch_spread = f"{min(torch_times):.0f}-{max(torch_times):.0f}" if torch_times else "n/a"
     print(f"{'  spread (min-max)':28}{spread:>10}{torch_spread:>10}")
-    print(f"{'step memory (MB, RSS rise)':28}{_fmt(ours_rss):>10}{_fmt(torch_rss):>10}")
+    mem_ratio = _fmt(result["mem_ratio"], 2, "x")
+    print(f"{'step memory (MB, RSS rise)':28}{_fmt(ours_rss):>10}{_fmt(torch_rss):>10}"
+          f"{mem_ratio:>8}")  # fmt: skip
     print(f"{'  numpy allocations peak':28}{_fmt(numpy_peak):>10}")
     print(f"{'inference, 1 image (ms)':28}{result['infer_ms']:>10.1f}   via {infer_path}")
     if logit_diff is not None:
@@ -636,7 +644,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         mine = statistics.median(times["ours"][key])
         theirs = statistics.median(times["torch"][key]) if torch is not None else None
         result[f"effnet_{figure}_ms"], result[f"torch_effnet_{figure}_ms"] = mine, theirs
-        result[f"effnet_{figure}_ratio"] = mine / theirs if theirs else None
+        result[f"effnet_{figure}_ratio"] = ratio_of(mine, theirs)
     result["effnet_batch"], result["effnet_size"] = effnet_batch, effnet_size
     print(f"EfficientNet-Lite0, {effnet_size} px:")
     ratio = _fmt(result["effnet_infer_ratio"], 2, "x")

@@ -60,6 +60,11 @@ def test_json_contract(quick_run: tuple[Any, dict[str, Any]]) -> None:
         assert result["torch_cnn_step_ms"] is None and result["ratio"] is None
     for key in ("peak_mem_mb", "torch_peak_mem_mb", "numpy_traced_peak_mb", "scalar_ms"):
         assert result[key] is None or is_number(result[key]), key
+    mine, theirs = result["peak_mem_mb"], result["torch_peak_mem_mb"]  # null with --quick
+    if mine is None or theirs is None:
+        assert result["mem_ratio"] is None
+    else:
+        assert result["mem_ratio"] == pytest.approx(mine / theirs)
     assert result["batch"] == 4 and result["image_size"] == 64
     assert isinstance(result["threads"], int) and result["threads"] >= 1
     for ours, theirs, ratio in (
@@ -71,6 +76,13 @@ def test_json_contract(quick_run: tuple[Any, dict[str, Any]]) -> None:
             assert result[ratio] == pytest.approx(result[ours] / result[theirs])
         else:
             assert result[theirs] is None and result[ratio] is None
+
+
+def test_ratios_are_null_where_a_figure_is_missing() -> None:
+    ratio_of = load_bench().ratio_of
+    assert ratio_of(215.0, 190.0) == pytest.approx(215 / 190)
+    assert ratio_of(None, 190.0) is None and ratio_of(215.0, None) is None
+    assert ratio_of(215.0, 0.0) is None
 
 
 def test_blas_overrides_are_removed(quick_run: tuple[Any, dict[str, Any]]) -> None:
