@@ -59,7 +59,7 @@ Trade-offs the engine makes for these figures (see ``micrograd/functional.py``):
   tensor ops so gradients stay exact (fine-tuning trains through frozen BatchNorms). Where a
   layer has more weights per output channel than output pixels (1x1 convs on a 7x7 map of
   one image), scaling the kernels would cost more than the pass it saves, and the two layers
-  run as they are. EfficientNet's one-image eval went from 22 to 19.5 ms (fastest of four
+  run as they are. EfficientNet's one-image eval went from 22 to 19.5 ms (fastest of three
   runs each, two threads), fine-tuning's feature extraction 14% and its training step 19%
   faster.
 - Everything stays float32 (only per-channel sums accumulate in float64).
