@@ -928,17 +928,18 @@ def relu(x: Tensor) -> Tensor:
     return x.relu()
 
 
-class ReLU6(Function):
+class ReLU6(_Activated):
     """``min(max(x, 0), 6)``, MobileNet's activation, fused: one pass forward, and the
     backward's mask read off the output (0 < out < 6), so nothing else is kept. The gradient is
     0 at exactly 0 and 6, as ``torch.nn.functional.relu6`` gives it."""
 
     def forward(self, x: Array) -> Array:
-        self.out = xp.clip(x, 0, 6)
+        self.bounds = ACTIVATIONS["relu6"]
+        self.out = xp.clip(x, *self.bounds)
         return self.out
 
     def backward(self, grad: Array) -> tuple[Array]:
-        return (grad * _inside(self.out, ACTIVATIONS["relu6"]),)
+        return (self._passed(grad),)
 
 
 def relu6(x: Tensor) -> Tensor:

@@ -465,11 +465,13 @@ def conv_bn(x: Tensor, conv: Conv2d, bn: _BatchNorm) -> Tensor:
     and where scaling the kernels costs more than the pass it saves: one multiply per weight
     against one per output value, e.g. a 1x1 conv from 1152 channels on a 7x7 map of one image.
     """
+    if bn.training:
+        return bn(conv(x))
     n, _, h, w = x.shape
     _, per_group, kh, kw = conv.weight.shape
     p, s = conv.padding, conv.stride
-    pixels = n * ((h + 2 * p - kh) // s + 1) * ((w + 2 * p - kw) // s + 1)
-    if bn.training or pixels < per_group * kh * kw:
+    pixels = n * F._out_size(h, kh, s, p) * F._out_size(w, kw, s, p)
+    if pixels < per_group * kh * kw:
         return bn(conv(x))
     mean, var = bn.running_mean, bn.running_var
     scale = bn.weight * (1.0 / xp.sqrt(var + bn.eps)).astype(var.dtype)  # (O,)
