@@ -77,7 +77,12 @@ take about 380 ms (forward 118, input gradient 113, weight gradient 146 ms: tall
 products, 40-60 GFLOP/s), more than PyTorch's whole step (330 ms; its oneDNN kernels run the
 step's 25.5 GFLOP at 78 GFLOP/s, batch norm and all). The other ~110 ms (batch norm, copies,
 elementwise ops) run on one core whatever the thread count, which is why two threads widen
-the gap.
+the gap. Timed layer by layer (one conv's forward and backward alone, one thread), PyTorch's
+3x3 convs at 64 and 128 channels run at 102-114 GFLOP/s: faster than numpy's BLAS multiplies
+any matrices here (104 GFLOP/s for 2048x2048 squares, 94-96 at these layers' shapes, 77 at 32
+channels). Even at that best rate for every product, with no copy and no border, the step's
+products would take 266 ms, and the step (with its other 117 ms) 1.14-1.18x PyTorch's
+on one thread: at the target, with no room for the shapes BLAS runs slower (40-77 GFLOP/s).
 
 numpy's OpenBLAS can be forced onto older kernels by ``OPENBLAS_CORETYPE`` (and tuned by
 ``OPENBLAS_L2_SIZE``), while PyTorch always uses its own. When either variable is set, the
