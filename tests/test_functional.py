@@ -60,21 +60,37 @@ CONV_CASES = [
 ]
 
 
+def _conv_inputs(
+    xs: tuple[int, ...], ws: tuple[int, ...], bias: bool, scale: float = 1.0
+) -> list[np.ndarray]:
+    """Input ``xs`` (times ``scale``), weight ``ws`` and, with ``bias``, a bias for ``ws[0]``."""
+    inputs = [randn(*xs, seed=1) * scale, randn(*ws, seed=2)]
+    if bias:
+        inputs.append(randn(ws[0], seed=3))
+    return inputs
+
+
+def _conv_pair(
+    torch: Any, activation: str | None = None, **conv: int
+) -> tuple[Callable[..., Tensor], Callable[..., Any]]:
+    """``F.conv2d(..., **conv, activation=)`` and PyTorch's conv2d (then the activation)."""
+
+    def ours(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
+        return F.conv2d(x, w, b, **conv, activation=activation)
+
+    def theirs(x: Any, w: Any, b: Any = None) -> Any:
+        out = torch.nn.functional.conv2d(x, w, b, **conv)
+        return out if activation is None else getattr(torch.nn.functional, activation)(out)
+
+    return ours, theirs
+
+
 @pytest.mark.parametrize(("xs", "ws", "stride", "padding", "bias"), CONV_CASES)
 def test_conv2d(
     xs: tuple[int, ...], ws: tuple[int, ...], stride: int, padding: int, bias: bool, torch: Any
 ) -> None:
-    inputs = [randn(*xs, seed=1), randn(*ws, seed=2)]
-    if bias:
-        inputs.append(randn(ws[0], seed=3))
-
-    def ours(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-        return F.conv2d(x, w, b, stride=stride, padding=padding)
-
-    def theirs(x: Any, w: Any, b: Any = None) -> Any:
-        return torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding)
-
-    _check(ours, theirs, inputs, torch)
+    ours, theirs = _conv_pair(torch, stride=stride, padding=padding)
+    _check(ours, theirs, _conv_inputs(xs, ws, bias), torch)
 
 
 GROUPED_CASES = [
@@ -99,17 +115,8 @@ def test_grouped_and_depthwise_conv2d(
     bias: bool,
     torch: Any,
 ) -> None:
-    inputs = [randn(*xs, seed=1), randn(*ws, seed=2)]
-    if bias:
-        inputs.append(randn(ws[0], seed=3))
-
-    def ours(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-        return F.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
-
-    def theirs(x: Any, w: Any, b: Any = None) -> Any:
-        return torch.nn.functional.conv2d(x, w, b, stride=stride, padding=padding, groups=groups)
-
-    _check(ours, theirs, inputs, torch)
+    ours, theirs = _conv_pair(torch, stride=stride, padding=padding, groups=groups)
+    _check(ours, theirs, _conv_inputs(xs, ws, bias), torch)
 
 
 def test_depthwise_conv2d_after_a_conv_and_twice_with_retain_graph(torch: Any) -> None:
@@ -160,18 +167,8 @@ def test_conv2d_with_fused_activation(
     torch: Any,
 ) -> None:
     """``conv2d(..., activation=)`` is ``relu(conv2d(...))``: values and every gradient."""
-    inputs = [randn(*xs, seed=1) * 3, randn(*ws, seed=2)]  # outputs below 0, in (0, 6), above 6
-    if bias:
-        inputs.append(randn(ws[0], seed=3))
-    conv = {"stride": stride, "padding": padding, "groups": groups}
-
-    def ours(x: Tensor, w: Tensor, b: Tensor | None = None) -> Tensor:
-        return F.conv2d(x, w, b, **conv, activation=activation)
-
-    def theirs(x: Any, w: Any, b: Any = None) -> Any:
-        f = torch.nn.functional
-        return getattr(f, activation)(f.conv2d(x, w, b, **conv))
-
+    inputs = _conv_inputs(xs, ws, bias, scale=3)  # outputs below 0, in (0, 6), above 6
+    ours, theirs = _conv_pair(torch, activation, stride=stride, padding=padding, groups=groups)
     out = ours(*(Tensor(a, dtype=None) for a in inputs)).data
     assert (out == 0).any() and (out > 0).any()
     if activation == "relu6":
