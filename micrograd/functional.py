@@ -515,10 +515,9 @@ class DepthwiseConv2d(_Activated):
 
     numpy's einsum runs each as one multiply-accumulate loop along the channels (whole image rows
     of them at stride 1), contiguous in every operand: 2-3x faster than a multiply and an add per
-    offset. For stride 1, ``dx`` is
-    the same einsum on the zero-padded gradient with the kernel flipped; for larger strides it
-    scatters ``g * w[:, i, j]`` back to each offset's window, in cache-sized blocks of rows
-    (``DEPTHWISE_BLOCK``), all offsets for one block at a time.
+    offset. For stride 1, ``dx`` is the same einsum on the zero-padded gradient with the kernel
+    flipped; for larger strides it scatters ``g * w[:, i, j]`` back to each offset's window, in
+    cache-sized blocks of rows (``DEPTHWISE_BLOCK``), all offsets for one block at a time.
     """
 
     def forward(
