@@ -12,6 +12,7 @@ from training.metrics import (
     accuracy,
     accuracy_by_group,
     balanced_accuracy,
+    calibration_error,
     confusion_matrix,
     roc_auc,
     summarize,
@@ -101,8 +102,12 @@ def test_accuracy_by_group() -> None:
     p = [0.9, 0.6, 0.4, 0.5, 0.1, 0.2, 0.3, 0.0]
     out = accuracy_by_group(LABELS, p, groups)
     assert list(out) == ["a", "b"]
-    assert out["a"] == {"n": 3, "accuracy": 1.0, "hotdog": 2, "not_hotdog": 1}
+    assert out["a"] == {
+        "n": 3, "accuracy": 1.0, "balanced_accuracy": 1.0, "hotdog": 2, "not_hotdog": 1
+    }  # fmt: skip
     assert out["b"]["n"] == 5 and out["b"]["accuracy"] == pytest.approx(3 / 5)
+    # b: its one hotdog missed, 3 of 4 others right
+    assert out["b"]["balanced_accuracy"] == pytest.approx((0 + 3 / 4) / 2)
 
 
 @pytest.mark.parametrize(
@@ -112,3 +117,26 @@ def test_accuracy_by_group() -> None:
 def test_bad_input_is_refused(labels: list[int], other: list[int]) -> None:
     with pytest.raises(ValueError):
         accuracy(labels, other)
+
+
+def test_calibration_error_by_hand() -> None:
+    # bin [0.8, 0.9): two photos shown 85%, one is a hotdog -> gap 0.35, weight 2/4;
+    # bin [0.1, 0.2): two photos shown 10%, none a hotdog -> gap 0.1, weight 2/4
+    p = [0.85, 0.85, 0.1, 0.1]
+    assert calibration_error([1, 0, 0, 0], p) == pytest.approx(0.5 * 0.35 + 0.5 * 0.1)
+    # the right frequency in every bin: no error; p = 1 counts in the top bin
+    assert calibration_error([1, 0, 1, 1], [0.5, 0.5, 1.0, 1.0]) == pytest.approx(0.0)
+
+
+def test_calibration_error_of_a_sure_model_is_its_error_rate() -> None:
+    labels = np.array([1] * 30 + [0] * 70)
+    p = np.where(np.arange(100) % 10 == 0, 1 - labels, labels).astype(float)  # 10 wrong
+    assert calibration_error(labels, p) == pytest.approx(0.10)
+
+
+def test_calibration_error_of_sampled_labels_is_small() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(size=200_000)
+    labels = (rng.uniform(size=p.size) < p).astype(int)
+    assert calibration_error(labels, p) < 0.01
+    assert calibration_error(labels, np.sqrt(p)) > 0.1  # an overconfident "hotdog" everywhere

@@ -74,6 +74,23 @@ def roc_auc(labels: ArrayLike, scores: ArrayLike) -> float | None:
     return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
 
 
+def calibration_error(labels: ArrayLike, p_hotdog: ArrayLike, bins: int = 10) -> float:
+    """Expected calibration error of the shown number, "chance it is a hotdog: N%".
+
+    The probabilities ``p_hotdog`` (N,) are put into ``bins`` equal-width bins over [0, 1];
+    in each bin the mean probability is compared with the fraction of hotdogs actually in it,
+    and the gaps are averaged, weighted by the bin's share of the photos. 0 means that among
+    photos shown "70%", seven in ten are hotdogs; a model that always says 100% or 0% scores
+    its error rate.
+    """
+    y, p = _pair(labels, p_hotdog)
+    p = np.clip(p.astype(np.float64), 0.0, 1.0)
+    which = np.minimum((p * bins).astype(np.int64), bins - 1)  # p = 1 falls in the top bin
+    count = np.bincount(which, minlength=bins)
+    gap = np.abs(np.bincount(which, p, bins) - np.bincount(which, y, bins))
+    return float(gap.sum() / len(y)) if count.any() else 0.0
+
+
 def summarize(labels: ArrayLike, p_hotdog: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
     """All metrics for probabilities ``p_hotdog`` (N,), "hotdog" meaning ``p >= threshold``.
 
@@ -95,19 +112,20 @@ def accuracy_by_group(
     labels: ArrayLike, p_hotdog: ArrayLike, groups: ArrayLike, threshold: float = 0.5
 ) -> dict[str, dict[str, Any]]:
     """Accuracy within each group (e.g. each dataset source): ``{group: {"n", "accuracy",
-    "hotdog", "not_hotdog"}}``, where the last two count the group's images of each class,
-    in sorted group order."""
+    "balanced_accuracy", "hotdog", "not_hotdog"}}``, where the last two count the group's
+    images of each class, in sorted group order."""
     y, p = _pair(labels, p_hotdog)
     g = np.asarray(groups).astype(str).reshape(-1)
     if len(g) != len(y):
         raise ValueError(f"groups and labels differ in length: {len(g)} vs {len(y)}")
-    correct = (p.astype(np.float64) >= threshold).astype(np.int64) == y
+    preds = (p.astype(np.float64) >= threshold).astype(np.int64)
     out: dict[str, dict[str, Any]] = {}
     for name in sorted(set(g.tolist())):
         mask = g == name
         out[name] = {
             "n": int(mask.sum()),
-            "accuracy": float(correct[mask].mean()),
+            "accuracy": float(np.mean(preds[mask] == y[mask])),
+            "balanced_accuracy": balanced_accuracy(y[mask], preds[mask]),
             "hotdog": int(y[mask].sum()),
             "not_hotdog": int((y[mask] == 0).sum()),
         }
