@@ -76,7 +76,10 @@ class Explanation:
 
 class Classifier:
     """``model``: logits ``(N, 2)`` from ``(N, C, size, size)``; ``preprocess``: how images are
-    turned into that input; ``threshold``: ``p_hotdog`` at or above it means "hotdog"."""
+    turned into that input; ``threshold``: ``p_hotdog`` at or above it means "hotdog";
+    ``temperature``: the logits are divided by it before the softmax (fitted on held-out
+    photos after training, so that "N% hotdog" is right about N% of the time; it never
+    changes which side of 0.5 a photo falls on)."""
 
     def __init__(
         self,
@@ -85,33 +88,51 @@ class Classifier:
         name: str = "model",
         card: ModelCard | None = None,
         threshold: float = 0.5,
+        temperature: float = 1.0,
     ) -> None:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"threshold must be in (0, 1), not {threshold}")
+        if not 0.01 <= temperature <= 100.0:
+            raise ValueError(f"temperature must be in [0.01, 100], not {temperature}")
         self.model = model.eval()
         self.preprocess = preprocess
         self.name = name
         self.card = card or ModelCard()
         self.threshold = threshold
+        self.temperature = temperature
 
     # ------------------------------------------------------------------ arrays
     def p_hotdog_arrays(self, x: np.ndarray) -> np.ndarray:
         """``float32 (N, C, size, size)`` normalised input -> ``(N,)`` probability of hotdog."""
         with no_grad():
-            p = F.softmax(self.model(Tensor(x)), dim=1).numpy()[:, 1]
+            return self.p_hotdog_logits(self.model(Tensor(x)))
+
+    def p_hotdog_logits(self, logits: Tensor) -> np.ndarray:
+        """The network's ``(N, 2)`` logits -> ``(N,)`` calibrated probability of hotdog
+        (float64): ``softmax(logits / temperature)[:, 1]``."""
+        with no_grad():
+            p = F.softmax(logits.detach() / self.temperature, dim=1).numpy()[:, 1]
         return p.astype(np.float64)
 
     def uint8_batch(self, images: Sequence[ImageSource]) -> np.ndarray:
         """Decode and resize images -> ``uint8 (N, size, size, 3)`` (what the model sees)."""
         return np.stack([decode(im, self.preprocess.size) for im in images])
 
-    def p_hotdog_uint8(self, batch: np.ndarray, batch_size: int | None = None) -> np.ndarray:
-        """``uint8 (N, size, size, 3)`` -> ``(N,)`` probability of hotdog, in chunks of
-        ``batch_size`` images (default: ``eval_batch_size`` for this input size)."""
+    def logits_uint8(self, batch: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """``uint8 (N, size, size, 3)`` -> the network's ``float32 (N, 2)`` logits (before the
+        temperature), in chunks of ``batch_size`` images (default: ``eval_batch_size`` for
+        this input size; memory, not results, depends on it)."""
         batch_size = batch_size or eval_batch_size(self.preprocess.size)
-        out = [
-            self.p_hotdog_arrays(normalize(batch[i : i + batch_size], self.preprocess))
-            for i in range(0, len(batch), batch_size)
-        ]
-        return np.concatenate(out) if out else np.zeros(0)
+        out = []
+        with no_grad():
+            for i in range(0, len(batch), batch_size):
+                x = Tensor(normalize(batch[i : i + batch_size], self.preprocess))
+                out.append(self.model(x).numpy().astype(np.float32, copy=False))
+        return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+
+    def p_hotdog_uint8(self, batch: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+        """``uint8 (N, size, size, 3)`` -> ``(N,)`` calibrated probability of hotdog."""
+        return self.p_hotdog_logits(Tensor(self.logits_uint8(batch, batch_size)))
 
     def verdict(self, p_hotdog: float) -> Prediction:
         label = CLASS_NAMES[1] if p_hotdog >= self.threshold else CLASS_NAMES[0]
@@ -184,7 +205,7 @@ class Classifier:
         size = self.preprocess.size
         big = Image.fromarray(cam.astype(np.float32)).resize((size, size), Image.BILINEAR)
         saliency = np.clip(np.asarray(big) / GRADCAM_SCALE, 0.0, 1.0).astype(np.float32)
-        p = float(F.softmax(logits.detach(), dim=1).numpy()[0, 1])
+        p = float(self.p_hotdog_logits(logits)[0])
         return Explanation(rgb[0], saliency, self.verdict(p), method="gradcam")
 
     def __repr__(self) -> str:
@@ -213,5 +234,6 @@ def from_file(state: dict[str, np.ndarray], config: dict[str, Any], **kwargs: An
         model,
         PreprocessConfig.from_dict(config["preprocess"]),
         threshold=float(config.get("threshold", 0.5)),
+        temperature=float(config.get("temperature", 1.0)),
         **kwargs,
     )

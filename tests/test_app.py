@@ -24,9 +24,10 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import models
+from micrograd import Tensor, no_grad
 from models.architectures import HOTDOG_CNN, build
 from models.io import save_model
-from models.preprocess import PreprocessConfig
+from models.preprocess import PreprocessConfig, preprocess
 from tests.conftest import STRICT, optional_import
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +43,15 @@ VERDICTS = ("🌭 Hotdog", "Not hotdog", "🤔 Not sure")
 
 
 def write_random_model(
-    directory: Path, name: str, architecture: dict, preprocess: PreprocessConfig, seed: int = 0
+    directory: Path,
+    name: str,
+    architecture: dict,
+    preprocess: PreprocessConfig,
+    seed: int = 0,
+    temperature: float | None = None,
 ) -> Path:
-    """A model with random weights and a plausible card, saved as ``directory/name.npz``."""
+    """A model with random weights and a plausible card, saved as ``directory/name.npz``
+    (with a calibration ``temperature`` in its config if given)."""
     net = build({**architecture, "seed": seed})
     card = {
         "name": name,
@@ -77,6 +84,8 @@ def write_random_model(
         "preprocess": preprocess.to_dict(),
         "classes": ["not_hotdog", "hotdog"],
     }
+    if temperature is not None:
+        config["temperature"] = temperature
     return save_model(directory / f"{name}.npz", net.state_dict(), config, card)
 
 
@@ -407,6 +416,28 @@ class TestClassify:
         upload(app, [("[click](http://example.com) *x*.png", b"")])
         (message,) = errors(app)
         assert "\\[click\\]\\(http://example\\.com\\) \\*x\\*\\.png" in message
+
+    def test_the_probability_shown_is_calibrated(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The page shows softmax(logits / T) with the temperature the weights file holds,
+        worked out here from the network's own logits."""
+        path = write_random_model(tmp_path, "hotdog_cnn", HOTDOG_CNN, PreprocessConfig(),
+                                  seed=5, temperature=0.25)  # fmt: skip
+        monkeypatch.setenv("HOTDOG_MODELS_DIR", str(tmp_path))
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.run()
+        data = encode(photo_like(200, 150, seed=2), "JPEG")
+        upload(at, [("photo.jpg", data)])
+        assert not at.exception and errors(at) == []
+        net = models.load(path).model
+        x = preprocess(data, PreprocessConfig())[None]
+        with no_grad():
+            z = net(Tensor(x)).numpy()[0].astype(np.float64)
+        raw = 1 / (1 + np.exp(z[0] - z[1]))
+        calibrated = 1 / (1 + np.exp((z[0] - z[1]) / 0.25))
+        assert abs(calibrated - raw) > 0.01  # the test can tell the two apart
+        assert probabilities(at, [data]) == pytest.approx([calibrated], abs=1e-6)
 
     def test_not_sure_band(self, app: AppTest) -> None:
         import app as app_module

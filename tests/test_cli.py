@@ -18,8 +18,12 @@ import numpy as np
 import pytest
 
 import models
-from models.io import load_arrays
+from micrograd import Tensor, no_grad
+from models.architectures import build
+from models.io import load_arrays, load_model_file, save_model
+from models.preprocess import PreprocessConfig, decode, normalize
 from tests.tiny_data import write_image_folder
+from training.metrics import calibration_error
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARCH = '{"type": "resnet", "stem": 4, "channels": [8], "dropout": 0.0}'
@@ -169,6 +173,41 @@ def test_evaluate_json_contract(env: dict[str, str], trained: Path, data: Path) 
     assert result["accuracy"] == pytest.approx((tn + tp) / 60)
     assert 0 <= result["balanced_accuracy"] <= 1 and result["seconds"] >= 0
     assert "balanced accuracy" in proc.stdout  # the human table comes first
+
+
+def test_the_fitted_temperature_is_applied_by_predict_and_evaluate(
+    env: dict[str, str], trained: Path, data: Path, tmp_path: Path
+) -> None:
+    """train stores the temperature it fitted; predict and evaluate divide the network's
+    logits by the one in the weights file (worked out here from the raw logits)."""
+    state, config = load_model_file(trained)
+    calibration = json.loads(trained.with_suffix(".json").read_text())["metrics"]["calibration"]
+    assert config["temperature"] == calibration["temperature"] > 0
+    assert 0 <= calibration["ece"] <= 1 and 0 <= calibration["ece_uncalibrated"] <= 1
+    hot = save_model(tmp_path / "hot.npz", state, {**config, "temperature": 0.2})
+    net = build(config["architecture"])
+    net.load_state_dict(state)
+    pre = PreprocessConfig.from_dict(config["preprocess"])
+    images = sorted(str(p) for p in data.rglob("*.png"))
+    labels = np.array(["nothotdog" not in p for p in images], dtype=np.int64)
+    with no_grad():
+        z = net.eval()(Tensor(normalize(np.stack([decode(p, pre.size) for p in images]), pre)))
+    margin = z.numpy()[:, 1].astype(np.float64) - z.numpy()[:, 0]
+    want = 1 / (1 + np.exp(-margin / 0.2))
+    proc = run(env, "predict", "--weights", str(hot), *images)
+    assert proc.returncode == 0, proc.stderr
+    got = [float(line.split("\t")[2]) for line in proc.stdout.strip().splitlines()]
+    assert got == pytest.approx(want, abs=1e-4)
+    assert np.abs(want - 1 / (1 + np.exp(-margin))).max() > 0.01  # T made a difference
+    for folder in ("hot_dog", "nothotdog"):
+        (tmp_path / "alpha" / folder).mkdir(parents=True)
+        for path in (data / "alpha" / folder).iterdir():
+            (tmp_path / "alpha" / folder / path.name).write_bytes(path.read_bytes())
+    proc = run(env, "evaluate", "--weights", str(hot), "--data", str(tmp_path / "alpha"),
+               "--json")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["calibration_error"] == pytest.approx(calibration_error(labels, want), abs=1e-4)
 
 
 def test_evaluate_without_json_prints_a_table(env: dict[str, str], trained: Path, data: Path):

@@ -31,7 +31,7 @@ from models import DEFAULT_MODEL, MODELS_DIR, Classifier, ImageError, ModelFileE
 from models import load as load_classifier
 from training.data import Dataset, DatasetError, load_dataset
 from training.loop import Callback, CheckpointError, TrainingDiverged, checkpoint_epoch
-from training.metrics import accuracy_by_group, summarize
+from training.metrics import accuracy_by_group, calibration_error, summarize
 from training.pretrained import DEFAULT_PATH as DEFAULT_PRETRAINED
 from training.recipes import (
     PRESETS,
@@ -47,6 +47,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 #: Images ``predict`` decodes and scores at a time.
 PREDICT_BATCH = 32
 DEFAULT_WEIGHTS = MODELS_DIR / f"{DEFAULT_MODEL}.npz"
+WEIGHTS_HELP = f"default: the app's default model, {DEFAULT_MODEL}"
 
 
 class UsageError(Exception):
@@ -278,6 +279,7 @@ def evaluation_table(
         f"accuracy           {metrics['accuracy']:.4f}",
         f"balanced accuracy  {metrics['balanced_accuracy']:.4f}",
         f"ROC AUC            {_fmt(metrics['roc_auc'], '.4f')}",
+        f"calibration error  {metrics['calibration_error']:.4f} (10 bins; 0 = N% means N%)",
         "",
         f"{'':19}{'said not hotdog':>16}{'said hotdog':>13}",
         f"{'is not hotdog':19}{tn:>16}{fp:>13}",
@@ -303,12 +305,13 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
         decoding.close()
     p = clf.p_hotdog_uint8(data.eval_images, batch_size=args.batch_size)
     metrics = summarize(data.labels, p, clf.threshold)
+    metrics["calibration_error"] = calibration_error(data.labels, p)
     per_source = accuracy_by_group(data.labels, p, data.sources, clf.threshold)
     seconds = time.perf_counter() - started
     print(evaluation_table(args.weights, clf, data, metrics, per_source))
     print(f"seconds            {seconds:.2f}")
     if args.json:
-        keys = ("n", "accuracy", "balanced_accuracy", "confusion", "roc_auc")
+        keys = ("n", "accuracy", "balanced_accuracy", "confusion", "roc_auc", "calibration_error")
         print(json.dumps({**{k: metrics[k] for k in keys}, "seconds": round(seconds, 3)}))
     return EXIT_OK
 
@@ -369,6 +372,16 @@ def cmd_import_weights(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def cmd_draw(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from training.drawings import write_drawings
+
+    try:
+        print(write_drawings(args.dest, args.n, args.seed))
+    except OSError as exc:
+        raise UsageError(f"cannot write drawings into {args.dest}: {exc.strerror}") from None
+    return EXIT_OK
+
+
 # ------------------------------------------------------------------------------- parser
 
 
@@ -376,6 +389,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**63 - 1, not {value}")
     return value
 
 
@@ -444,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
         "0 every source equally, 0.5 in between (default: the preset's)",
     )
     t.add_argument("--no-augment", action="store_true", help="train on the serving pixels only")
-    t.add_argument("--seed", type=int, default=0, help="split, init, batches, augmentation")
+    t.add_argument("--seed", type=_seed, default=0, help="split, init, batches, augmentation")
     t.add_argument(
         "--val-fraction",
         type=_fraction,
@@ -492,7 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(handler=cmd_train)
 
     e = sub.add_parser("evaluate", help="score weights on labelled folders")
-    e.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="default: the shipped CNN")
+    e.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help=WEIGHTS_HELP)
     e.add_argument("--data", nargs="+", required=True, metavar="DIR")
     e.add_argument("--json", action="store_true", help="print a JSON summary as the last line")
     e.add_argument(
@@ -502,7 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify images: path<TAB>label<TAB>p_hotdog")
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="default: the shipped CNN")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help=WEIGHTS_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(handler=cmd_predict)
 
@@ -515,6 +535,14 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("name", choices=["efficientnet-lite0"])
     w.add_argument("--out", default=str(DEFAULT_PATH), help=f"default {DEFAULT_PATH}")
     w.set_defaults(handler=cmd_import_weights)
+
+    d = sub.add_parser(
+        "draw", help="write synthetic cartoon drawings (hotdogs and other things) to train on"
+    )
+    d.add_argument("--dest", default="data/synthetic-drawings", help="default %(default)s")
+    d.add_argument("--n", type=_positive_int, default=150, help="drawings per class")
+    d.add_argument("--seed", type=_seed, default=0)
+    d.set_defaults(handler=cmd_draw)
 
     f = sub.add_parser("fetch", help="download a public dataset into class folders")
     f.add_argument("name", help="dataset name (see training/fetch.py DATASETS)")

@@ -25,16 +25,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from micrograd.nn import Module
 from models.architectures import HOTDOG_CNN, build
-from models.classifier import CLASS_NAMES
+from models.classifier import CLASS_NAMES, Classifier
 from models.io import ModelFileError, save_model
 from models.preprocess import PreprocessConfig
 from training.augment import AugmentConfig
+from training.calibration import cross_fitted, fit_temperature, p_hotdog
 from training.data import Dataset, default_cache_dir, load_dataset, stratified_split
 from training.finetune import FinetuneSettings, finetune
-from training.loop import Callback, FitResult, TrainConfig, evaluate, fit
-from training.metrics import accuracy_by_group, summarize
+from training.loop import Callback, FitResult, TrainConfig, fit, score_logits
+from training.metrics import accuracy_by_group, calibration_error, summarize
 from training.pretrained import DEFAULT_PATH as DEFAULT_PRETRAINED
 from training.pretrained import PREPROCESS as PRETRAINED_PREPROCESS
 from training.pretrained import SOURCE as PRETRAINED_SOURCE
@@ -359,14 +362,31 @@ def train(
         raise RecipeError(str(exc)) from None
 
 
-def held_out_metrics(model: Module, val: Dataset, preprocess: PreprocessConfig) -> dict[str, Any]:
-    """Metrics of ``model`` on ``val`` through the serving pixels, with a per-source table."""
-    scored = evaluate(model, val, preprocess)
-    p = scored.pop("p_hotdog")
+def held_out_metrics(
+    model: Module, val: Dataset, preprocess: PreprocessConfig, seed: int = 0
+) -> dict[str, Any]:
+    """Metrics of ``model`` on ``val``, scored as the app scores photos (``Classifier`` on the
+    serving pixels), with a per-source table and the fitted temperature.
+
+    ``"calibration"``: ``temperature`` (fitted on all of ``val``; the weights file stores it),
+    and the 10-bin calibration error of the probabilities without it (``ece_uncalibrated``)
+    and with it (``ece``, each half of ``val`` scored with a temperature fitted on the other).
+    """
+    logits = Classifier(model, preprocess).logits_uint8(val.eval_images)
+    margins = logits[:, 1].astype(np.float64) - logits[:, 0]
+    temperature = fit_temperature(margins, val.labels)
+    p = p_hotdog(margins, temperature)
+    honest = cross_fitted(margins, val.labels, val.sources, seed)
     return {
         **summarize(val.labels, p),
         "per_source": accuracy_by_group(val.labels, p, val.sources),
-        "loss": scored["loss"],
+        "loss": score_logits(val.labels, logits)["loss"],
+        "calibration": {
+            "temperature": round(temperature, 4),
+            "ece_uncalibrated": calibration_error(val.labels, p_hotdog(margins)),
+            "ece": calibration_error(val.labels, honest),
+            "bins": 10,
+        },
     }
 
 
@@ -467,7 +487,7 @@ def _train_and_save(
 ) -> Outcome:
     train_set, val = load_splits(p, decode_progress)
     model, architecture, result = train(p, train_set, val, callbacks, feature_progress)
-    metrics = held_out_metrics(model, val, p.preprocess) if val is not None else None
+    metrics = None if val is None else held_out_metrics(model, val, p.preprocess, p.options.seed)
     card = model_card(p, train_set, val, architecture, result, metrics, model.num_parameters(),
                       time.perf_counter() - started)  # fmt: skip
     weights_config = {
@@ -475,6 +495,7 @@ def _train_and_save(
         "preprocess": p.preprocess.to_dict(),
         "classes": list(CLASS_NAMES),
         "threshold": 0.5,
+        "temperature": metrics["calibration"]["temperature"] if metrics else 1.0,
     }
     path = save_model(p.out, model.state_dict(), weights_config, card)
     if not p.options.keep_checkpoint:
