@@ -150,8 +150,10 @@ class FeatureRows(Rows):
         return self.key
 
 
-def _features_key(data: Dataset, settings: FinetuneSettings, views: int, seed: int) -> str:
-    """Identity of a feature cache: photos, labels, pretrained file, split, views, seed."""
+def _features_key(data: Dataset, settings: FinetuneSettings, seed: int) -> str:
+    """Identity of a feature cache: photos, labels, pretrained file, split, seed. Not the
+    number of views: view ``v`` depends only on ``(seed, v)``, so asking for more views
+    later computes only the new ones."""
     h = hashlib.sha256()
     pretrained = Path(settings.pretrained)
     stat = pretrained.stat()
@@ -162,7 +164,6 @@ def _features_key(data: Dataset, settings: FinetuneSettings, views: int, seed: i
                 "pretrained": [str(pretrained.resolve()), stat.st_size, stat.st_mtime_ns],
                 "trainable_blocks": settings.trainable_blocks,
                 "augment": settings.augment,
-                "views": views,
                 "seed": seed,
                 "shapes": [data.images.shape, data.eval_images.shape],
             },
@@ -256,7 +257,7 @@ def finetune(
     cache = Path(cache_dir)
 
     def rows(data: Dataset, views: int) -> FeatureRows:
-        key = _features_key(data, settings, views, config.seed)
+        key = _features_key(data, settings, config.seed)
         features = extract_views(
             part, data, preprocess, augmenter, views, config.seed, cache, key, progress
         )
