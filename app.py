@@ -486,6 +486,14 @@ def show_model_card(classifier: models.Classifier) -> None:
                 f"**{label}**: {METRIC_HELP[label]}" for label, _ in shown if label != "Accuracy"
             )
         )
+    if card.calibration_error is not None:
+        before = card.calibration_error_before
+        st.caption(
+            "**Calibration**: of the held-out photos shown a chance of N%, the share that "
+            f"really were hotdogs was off from N by {card.calibration_error:.1%} on average"
+            + ("" if before is None else f" ({before:.1%} before calibration)")
+            + ", so the chance means what it says."
+        )
     if card.training_summary():
         st.caption(card.training_summary())
     if card.notes:
@@ -529,6 +537,10 @@ def show_model_card(classifier: models.Classifier) -> None:
         st.json(card.raw)
 
 
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
 def data_table(card: models.ModelCard) -> Any:
     """A pandas table of images per source and class, for training and held out, with the
     held-out accuracy per source."""
@@ -540,7 +552,8 @@ def data_table(card: models.ModelCard) -> Any:
             "train: not": row.train_not_hotdog,
             "held out: hotdog": row.val_hotdog,
             "held out: not": row.val_not_hotdog,
-            "held-out accuracy": "" if row.val_accuracy is None else f"{row.val_accuracy:.1%}",
+            "held-out accuracy": _percent(row.val_accuracy),
+            "held-out balanced accuracy": _percent(row.val_balanced_accuracy),
         }
         for row in card.sources
     }

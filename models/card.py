@@ -35,6 +35,7 @@ class SourceRow:
     val_hotdog: int = 0
     val_not_hotdog: int = 0
     val_accuracy: float | None = None
+    val_balanced_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,9 @@ class ModelCard:
     """A model card's readable parts. Metrics are on the card's held-out split.
 
     confusion: ``[[tn, fp], [fn, tp]]``. history: one dict per epoch with an int ``epoch`` and
-    the ``HISTORY_FIELDS`` it records (floats or None). raw: the JSON as read.
+    the ``HISTORY_FIELDS`` it records (floats or None). calibration_error and
+    calibration_error_before: the held-out calibration error of the probabilities shown, with
+    and without the fitted ``temperature``. raw: the JSON as read.
     """
 
     raw: Any = None
@@ -52,6 +55,9 @@ class ModelCard:
     balanced_accuracy: float | None = None
     roc_auc: float | None = None
     confusion: tuple[tuple[int, int], tuple[int, int]] | None = None
+    temperature: float | None = None
+    calibration_error: float | None = None
+    calibration_error_before: float | None = None
     history: tuple[dict[str, Any], ...] = ()
     sources: tuple[SourceRow, ...] = ()
     command: str | None = None
@@ -78,6 +84,7 @@ class ModelCard:
             return cls(raw=obj, problems=(f"the card is a {type(obj).__name__}, not an object",))
         problems: list[str] = []
         metrics = _dict(obj.get("metrics"), "metrics", problems)
+        calibration = _dict(metrics.get("calibration"), "metrics.calibration", problems)
         return cls(
             raw=obj,
             name=_str(obj.get("name")),
@@ -86,6 +93,9 @@ class ModelCard:
             balanced_accuracy=_fraction(metrics.get("balanced_accuracy")),
             roc_auc=_fraction(metrics.get("roc_auc")),
             confusion=_confusion(metrics.get("confusion"), problems),
+            temperature=_number(calibration.get("temperature")),
+            calibration_error=_fraction(calibration.get("ece")),
+            calibration_error_before=_fraction(calibration.get("ece_uncalibrated")),
             history=_history(obj.get("history"), problems),
             sources=_sources(obj.get("data"), metrics.get("per_source"), problems),
             command=_str(obj.get("command")),
@@ -193,6 +203,9 @@ def _sources(data: Any, per_source: Any, problems: list[str]) -> tuple[SourceRow
                 row[f"{split}_not_hotdog"] = _count(counts.get("not_hotdog")) or 0
     if isinstance(per_source, dict):
         for source, result in per_source.items():
-            if isinstance(result, dict) and _fraction(result.get("accuracy")) is not None:
-                rows.setdefault(str(source), {})["val_accuracy"] = _fraction(result["accuracy"])
+            if not isinstance(result, dict):
+                continue
+            for key in ("accuracy", "balanced_accuracy"):
+                if _fraction(result.get(key)) is not None:
+                    rows.setdefault(str(source), {})[f"val_{key}"] = _fraction(result[key])
     return tuple(SourceRow(source, **fields) for source, fields in rows.items())

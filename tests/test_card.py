@@ -63,3 +63,25 @@ def test_a_corrupt_card_file_does_not_stop_the_model_loading(tmp_path: Path) -> 
     (tmp_path / "m.json").write_text("{not json")
     clf = models.load(tmp_path / "m.npz")
     assert clf.card.empty and "not valid JSON" in clf.card.problems[0]
+
+
+def test_calibration_and_per_source_balanced_accuracy_are_read() -> None:
+    card = ModelCard.from_json(
+        {
+            "metrics": {
+                "calibration": {"temperature": 1.7, "ece": 0.03, "ece_uncalibrated": 0.09},
+                "per_source": {"photos": {"accuracy": 0.9, "balanced_accuracy": 0.85}},
+            },
+            "data": {"val": {"sources": {"photos": {"hotdog": 4, "not_hotdog": 6}}}},
+        }
+    )
+    assert (card.temperature, card.calibration_error, card.calibration_error_before) == (
+        1.7, 0.03, 0.09,
+    )  # fmt: skip
+    assert card.sources[0].val_balanced_accuracy == 0.85
+    odd = ModelCard.from_json({"metrics": {"calibration": {"ece": "low", "temperature": None}}})
+    assert odd.calibration_error is None and odd.temperature is None and odd.problems == ()
+    assert (
+        "calibration is not an object"
+        in ModelCard.from_json({"metrics": {"calibration": [1]}}).problems[0]
+    )
