@@ -400,3 +400,27 @@ def test_unreadable_files_are_counted_once(env: dict[str, str], tmp_path: Path) 
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["data"]["n_skipped"] == 1 and len(card["data"]["skipped"]) == 1
     assert "skipped" not in card["data"]["train"] and "skipped" not in card["data"]["val"]
+
+
+@pytest.mark.parametrize("case", ["a model", "its own output", "not a file", "not a checkpoint"])
+def test_a_checkpoint_path_that_is_not_a_checkpoint_is_refused_before_any_work(
+    env: dict[str, str], trained: Path, data: Path, tmp_path: Path, case: str
+) -> None:
+    """--checkpoint names a file the run overwrites every epoch and deletes at the end."""
+    model = tmp_path / "precious.npz"
+    model.write_bytes(trained.read_bytes())
+    notes = tmp_path / "notes.npz"
+    notes.write_bytes(b"not a checkpoint")
+    out = tmp_path / "new"
+    checkpoint = {
+        "a model": model,
+        "its own output": out.with_suffix(".npz"),
+        "not a file": tmp_path,
+        "not a checkpoint": notes,
+    }[case]
+    before = {p: p.read_bytes() for p in (model, notes)}
+    proc = run(env, "train", "--data", str(data), "--out", str(out), "--epochs", "1", *TINY,
+               "--checkpoint", str(checkpoint))  # fmt: skip
+    assert "checkpoint" in assert_clean_error(proc)
+    assert {p: p.read_bytes() for p in (model, notes)} == before
+    assert not out.with_suffix(".npz").exists()

@@ -36,7 +36,7 @@ from training.augment import AugmentConfig
 from training.calibration import cross_fitted, fit_temperature, p_hotdog
 from training.data import Dataset, default_cache_dir, load_dataset, stratified_split
 from training.finetune import FinetuneSettings, finetune
-from training.loop import Callback, FitResult, TrainConfig, fit, score_logits
+from training.loop import Callback, FitResult, TrainConfig, checkpoint_epoch, fit, score_logits
 from training.metrics import accuracy_by_group, calibration_error, summarize
 from training.pretrained import DEFAULT_PATH as DEFAULT_PRETRAINED
 from training.pretrained import PREPROCESS as PRETRAINED_PREPROCESS
@@ -224,6 +224,25 @@ def output_path(out: str, force: bool = False, resume: bool = False) -> Path:
     return path
 
 
+def checkpoint_path(given: str | None, out: Path) -> Path:
+    """The run's checkpoint (default ``NAME.ckpt.npz`` beside ``out``), checked before any
+    work: the run writes it every epoch and deletes it at the end, so it must not name the
+    model being written, anything that is not a regular file, or a file that is not a
+    training checkpoint (another model's weights, say)."""
+    path = Path(given) if given else out.with_suffix(".ckpt.npz")
+    if path.resolve() in (out.resolve(), out.with_suffix(".json").resolve()):
+        raise RecipeError(f"--checkpoint {path} is the model this run writes; choose another")
+    if path.exists() or path.is_symlink():
+        if path.is_symlink() or not path.is_file():
+            raise RecipeError(f"--checkpoint {path} exists and is not a regular file")
+        if checkpoint_epoch(path) is None:
+            raise RecipeError(
+                f"--checkpoint {path} exists and is not a training checkpoint; "
+                "delete it or choose another path (a run overwrites, then deletes, its checkpoint)"
+            )
+    return path
+
+
 def plan(options: TrainOptions) -> Plan:
     """Resolve ``options`` against the preset and check them (``RecipeError`` if unusable)."""
     if options.model not in PRESETS:
@@ -264,7 +283,7 @@ def plan(options: TrainOptions) -> Plan:
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
     out = output_path(options.out, options.force, options.resume)
-    checkpoint = Path(options.checkpoint) if options.checkpoint else out.with_suffix(".ckpt.npz")
+    checkpoint = checkpoint_path(options.checkpoint, out)
     return Plan(options, preset, pre, architecture, config, out, checkpoint, finetune_settings)
 
 
