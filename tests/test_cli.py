@@ -159,6 +159,30 @@ def test_ctrl_c_keeps_the_last_checkpoint(env: dict[str, str], data: Path, tmp_p
     assert not out.with_suffix(".npz").exists()
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_termination_keeps_the_checkpoint_and_releases_the_lock(
+    env: dict[str, str], data: Path, tmp_path: Path, sig: signal.Signals
+) -> None:
+    out, ckpt = tmp_path / "long", tmp_path / "long.ckpt.npz"
+    command = ["train", "--data", str(data), "--out", str(out), "--epochs", "1000", *TINY]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "training", *command],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "interrupted" in stderr
+    assert not out.with_suffix(".lock").exists()
+    assert json.loads(str(load_arrays(ckpt)["meta"]))["epoch"] >= 1
+    # past the lock, the checkpoint is read (and its settings compared: 1000 vs 2 epochs)
+    resumed = run(env, *command[: -len(TINY) - 2], "--epochs", "2", *TINY, "--resume")
+    assert "other settings (epochs: 1000 -> 2" in assert_clean_error(resumed)
+
+
 # ------------------------------------------------------------------------------- evaluate
 
 

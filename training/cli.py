@@ -16,6 +16,7 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import time
 import warnings
@@ -570,10 +571,24 @@ def _one_line_warning(
     print(f"warning: {message}", file=sys.stderr)
 
 
+def _stop_on_termination() -> None:
+    """SIGTERM (``timeout``, systemd, a container stop) and SIGHUP (a closed terminal) stop a
+    command the way Ctrl-C does: the last checkpoint kept, the output's lock released, one
+    line said. Python's default for them is to die on the spot, leaving the lock behind."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), interrupt)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    _stop_on_termination()
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
