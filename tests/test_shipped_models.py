@@ -79,7 +79,10 @@ def test_card_metrics_reproduce_on_the_held_out_split(name: str, drawings: Path)
     serving path with the calibration the weights file holds."""
     clf = models.load(name)
     card = clf.card.raw
-    samples = find_images(_shared_data(card, drawings))  # the order load_dataset decodes them
+    # the order load_dataset decodes them in, from the sources the model was trained on (a
+    # shared folder may have grown new datasets since)
+    trained_on = set(card["data"]["train"]["sources"])
+    samples = [s for s in find_images(_shared_data(card, drawings)) if s.source in trained_on]
     labels = np.array([s.label for s in samples])
     sources = np.array([s.source for s in samples])
     _, val_idx = stratified_split(labels, card["data"]["val_fraction"], card["seed"], sources)
