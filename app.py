@@ -490,8 +490,9 @@ def show_model_card(classifier: models.Classifier) -> None:
         before = card.calibration_error_before
         st.caption(
             "**Calibration**: of the held-out photos shown a chance of N%, the share that "
-            f"really were hotdogs was off from N by {card.calibration_error:.1%} on average"
-            + ("" if before is None else f" ({before:.1%} before calibration)")
+            "really were hotdogs was off from N by "
+            f"{100 * card.calibration_error:.1f} percentage points on average"
+            + ("" if before is None else f" ({100 * before:.1f} before calibration)")
             + ", so the chance means what it says."
         )
     if card.training_summary():
