@@ -57,8 +57,9 @@ HEIF_SUPPORTED = importlib.util.find_spec("pillow_heif") is not None
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"] + (
     ["heic", "heif"] if HEIF_SUPPORTED else []
 )
-#: Largest photo classified, in MB. Streamlit's own limit (``server.maxUploadSize``) is set
-#: higher, so that a bigger file still reaches the app and gets a message in words.
+#: Largest photo classified, in MB: Streamlit's own limit (``server.maxUploadSize`` in
+#: .streamlit/config.toml) is the same, so the browser refuses a bigger file before sending it;
+#: the app checks again for files that reach it another way (the camera, a test harness).
 PHOTO_LIMIT_MB = 25
 
 #: Noisy copies averaged for each SmoothGrad map (the MLP): 8 keeps a 12 MP photo well under

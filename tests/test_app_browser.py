@@ -199,6 +199,8 @@ def test_phone_sees_the_verdict_without_scrolling(
             page.set_default_timeout(WAIT_MS)
             page.goto(server.url)
             page.get_by_text("or try an example").wait_for()
+            # the uploader states the real limit
+            assert page.get_by_text("25MB per file").first.is_visible()
             page.locator('input[type="file"]').first.set_input_files(images["hotdog.jpg"])
             heading = page.locator(".st-key-verdict-0 h3")
             heading.wait_for()
@@ -211,7 +213,8 @@ def test_phone_sees_the_verdict_without_scrolling(
             page.screenshot(path=ARTIFACTS / "phone.png")
 
             page.locator('input[type="file"]').first.set_input_files([svg, big])
-            for words in ("SVG is a drawing format", "over the 25 MB limit"):
+            # refused in the browser (Streamlit's server.maxUploadSize), before it is sent
+            for words in ("SVG is a drawing format", "File must be 25.0MB or smaller"):
                 message = page.get_by_text(words)
                 message.wait_for()
                 assert message.is_visible()
