@@ -85,17 +85,27 @@ class PreprocessConfig:
     grayscale: bool = False
 
     def __post_init__(self) -> None:
-        # JSON gives lists; normalise to tuples so configs compare and hash by value.
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        # JSON gives lists; normalise to tuples so configs compare and hash by value. Real
+        # numbers only (float() would take "nan", complex() parts would not compare).
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if isinstance(values, str | bytes) or not all(
+                isinstance(v, int | float) and not isinstance(v, bool) for v in values
+            ):
+                raise ValueError(f"{name} must be three numbers, not {values!r}")
+            object.__setattr__(self, name, tuple(float(v) for v in values))
         if not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 1:
             raise ValueError(f"size must be a positive integer, not {self.size!r}")
         if self.size > MAX_INPUT_SIZE:
             raise ValueError(f"size {self.size} is over the limit of {MAX_INPUT_SIZE} pixels")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError("mean and std must each hold three values (R, G, B)")
-        if min(self.std) <= 0:
-            raise ValueError(f"std must be positive, not {self.std}")
+        # a pixel is on the 0..1 scale: statistics far outside it are a broken file, and a
+        # tiny std turns every photo into inf
+        if not all(-1.0 <= m <= 2.0 for m in self.mean):
+            raise ValueError(f"mean must lie in [-1, 2] (pixels are 0..1), not {self.mean}")
+        if not all(1e-3 <= s <= 10.0 for s in self.std):
+            raise ValueError(f"std must lie in [0.001, 10], not {self.std}")
 
     @property
     def channels(self) -> int:

@@ -379,3 +379,36 @@ def test_reads_are_bounded_for_anything_opened(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(ImageError, match="not a regular file"):
         load_image(fifo)
+
+
+@pytest.mark.parametrize(
+    ("field", "values"),
+    [
+        ("std", [float("nan"), 1.0, 1.0]),
+        ("std", [float("inf"), 1.0, 1.0]),
+        ("std", [1e-60, 1.0, 1.0]),
+        ("std", ["0.5", 1.0, 1.0]),
+        ("mean", [float("nan"), 0.5, 0.5]),
+        ("mean", [1e30, 0.5, 0.5]),
+        ("mean", [True, 0.5, 0.5]),
+        ("mean", "abc"),
+    ],
+)
+def test_preprocessing_numbers_outside_what_pixels_allow_are_refused(field: str, values) -> None:
+    """A weights file's statistics are checked at load: NaN, inf, strings or a std of 1e-60
+    would otherwise turn every photo into NaN and every verdict into "not_hotdog nan"."""
+    with pytest.raises(ValueError, match=field):
+        PreprocessConfig.from_dict({field: values})
+
+
+def test_classifier_refuses_a_threshold_or_temperature_it_cannot_use() -> None:
+    from micrograd.nn import Linear
+    from models.classifier import Classifier
+
+    net, pre = Linear(3, 2), PreprocessConfig(size=1)
+    for bad in (5.0, -1.0, float("nan"), 0.0):
+        with pytest.raises(ValueError, match="threshold"):
+            Classifier(net, pre, threshold=bad)
+    for bad in (0.0, -2.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="temperature"):
+            Classifier(net, pre, temperature=bad)
