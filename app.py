@@ -497,7 +497,7 @@ def show_model_card(classifier: models.Classifier) -> None:
             + ", so the chance means what it says."
         )
     if card.training_summary():
-        st.caption(card.training_summary())
+        st.caption(escape_markdown(card.training_summary()))
     if card.notes:
         st.caption(escape_markdown(card.notes))
     if card.pretrained:
@@ -534,7 +534,8 @@ def show_model_card(classifier: models.Classifier) -> None:
         st.markdown("**Reproduce it**")
         st.code(card.command, language="bash", wrap_lines=True)
     if card.problems:
-        st.caption("Parts of this card could not be read: " + "; ".join(card.problems) + ".")
+        problems = "; ".join(escape_markdown(problem) for problem in card.problems)
+        st.caption(f"Parts of this card could not be read: {problems}.")
     with st.expander("The whole model card (JSON)"):
         st.json(card.raw)
 

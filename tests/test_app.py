@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import io
+import json
 import re
 import struct
 import zlib
@@ -438,6 +439,25 @@ class TestClassify:
         calibrated = 1 / (1 + np.exp((z[0] - z[1]) / 0.25))
         assert abs(calibrated - raw) > 0.01  # the test can tell the two apart
         assert probabilities(at, [data]) == pytest.approx([calibrated], abs=1e-6)
+
+    def test_card_text_is_shown_as_plain_text(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Text from a card (a source name, its date) never becomes an image the visitor's
+        browser fetches, or a link."""
+        path = write_random_model(tmp_path, "hotdog_cnn", HOTDOG_CNN, PreprocessConfig())
+        card = json.loads(path.with_suffix(".json").read_text())
+        card["created"] = "[click](http://example.invalid/)"
+        card["data"]["train"]["sources"]["![x](http://example.invalid/x.png)"] = 5
+        path.with_suffix(".json").write_text(json.dumps(card))
+        monkeypatch.setenv("HOTDOG_MODELS_DIR", str(tmp_path))
+        at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+        at.run()
+        at.button_group(key="view").set_value("Model card").run()
+        assert not at.exception
+        captions = " ".join(c.value for c in at.caption)
+        assert "\\!\\[x\\]\\(http" in captions and "\\[click\\]" in captions
+        assert "![x](" not in captions and "[click]" not in captions.replace("\\[click\\]", "")
 
     def test_not_sure_band(self, app: AppTest) -> None:
         import app as app_module
