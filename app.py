@@ -590,7 +590,9 @@ def show_how_it_works(classifier: models.Classifier) -> None:
 Each photo is decoded, turned upright, cropped to its central square and shrunk to
 **{cfg.size}×{cfg.size} {colour} pixels**: the first picture in each result is exactly what the
 network sees. The network (`{classifier.name}`, below) turns those pixels into two scores, and a
-softmax turns the scores into **p(hotdog)**; {classifier.threshold:g} or more means hotdog.
+softmax turns the scores into **p(hotdog)**; {classifier.threshold:g} or more means hotdog. Before
+the softmax the scores are divided by {classifier.temperature:.2f}, a number fitted on photos the
+network never trained on so that "N% hotdog" comes true about N% of the time.
 
 {EXPLAINERS[explainer]}
 
