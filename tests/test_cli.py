@@ -347,6 +347,15 @@ def test_non_finite_hyperparameters_are_refused_at_once(
     assert not list(tmp_path.iterdir())
 
 
+def test_a_source_power_that_would_overflow_is_refused_at_once(
+    env: dict[str, str], data: Path, tmp_path: Path
+) -> None:
+    proc = run(env, "train", "--data", str(data), "--out", str(tmp_path / "m"),
+               "--source-power", "1e308")  # fmt: skip
+    assert "source_power must be at most 4" in assert_clean_error(proc)
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_diverged_run_fails_loudly_and_saves_nothing(
     env: dict[str, str], data: Path, tmp_path: Path
 ) -> None:

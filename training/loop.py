@@ -111,6 +111,9 @@ class TrainConfig:
             raise ValueError(f"label_smoothing must be in [0, 1), not {self.label_smoothing}")
         if self.patience < 0 or self.grad_clip < 0 or self.source_power < 0:
             raise ValueError("patience, grad_clip and source_power must not be negative")
+        # count ** power overflows long before 16: 0 is every source alike, 1 the natural mix
+        if self.source_power > 4:
+            raise ValueError(f"source_power must be at most 4, not {self.source_power}")
         PreprocessConfig.from_dict(self.preprocess)  # fail now, not after the first epoch
 
     def to_dict(self) -> dict[str, Any]:
