@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from micrograd import Tensor
 from micrograd.nn import Module
 from models.architectures import HOTDOG_CNN, build
 from models.classifier import CLASS_NAMES, Classifier
@@ -394,15 +395,15 @@ def held_out_metrics(
     """
     logits = Classifier(model, preprocess).logits_uint8(val.eval_images)
     margins = logits[:, 1].astype(np.float64) - logits[:, 0]
-    temperature = fit_temperature(margins, val.labels)
-    p = p_hotdog(margins, temperature)
+    temperature = round(fit_temperature(margins, val.labels), 4)  # as the weights file holds it
+    p = Classifier(model, preprocess, temperature=temperature).p_hotdog_logits(Tensor(logits))
     honest = cross_fitted(margins, val.labels, val.sources, seed)
     return {
         **summarize(val.labels, p),
         "per_source": accuracy_by_group(val.labels, p, val.sources),
         "loss": score_logits(val.labels, logits)["loss"],
         "calibration": {
-            "temperature": round(temperature, 4),
+            "temperature": temperature,
             "ece_uncalibrated": calibration_error(val.labels, p_hotdog(margins)),
             "ece": calibration_error(val.labels, honest),
             "bins": 10,
