@@ -86,9 +86,8 @@ def calibration_error(labels: ArrayLike, p_hotdog: ArrayLike, bins: int = 10) ->
     y, p = _pair(labels, p_hotdog)
     p = np.clip(p.astype(np.float64), 0.0, 1.0)
     which = np.minimum((p * bins).astype(np.int64), bins - 1)  # p = 1 falls in the top bin
-    count = np.bincount(which, minlength=bins)
     gap = np.abs(np.bincount(which, p, bins) - np.bincount(which, y, bins))
-    return float(gap.sum() / len(y)) if count.any() else 0.0
+    return float(gap.sum() / len(y))
 
 
 def summarize(labels: ArrayLike, p_hotdog: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
