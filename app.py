@@ -4,6 +4,12 @@ Everything that thinks lives in ``models``; this file only draws. Each photo is 
 ``Classifier.explain``, which returns the verdict, the image exactly as the network saw it and
 a map of where the evidence was, from a single decode of the upload.
 
+The page is built for a phone first: one line of title, the inputs, then one compact card per
+photo, newest first, so a new answer lands where the visitor is looking. Each card is a big
+coloured verdict that names its photo, the chance as a bar of the same colour, the visitor's
+own photo with the square the model judged outlined, and the explanation one tap away. On a
+desktop the cards sit three to a row.
+
 Serving is stateless: a model loads once per process (``st.cache_resource``) and is read-only
 afterwards; each visitor's results live in their own ``st.session_state``; nothing is written to
 disk. Models are read from ``models/``, or from the folder named by the ``HOTDOG_MODELS_DIR``
@@ -14,8 +20,8 @@ from __future__ import annotations
 
 import os
 
-# The network's matrix products are small (64x64 images, batches of 8): a second BLAS thread
-# gains about 20% on an idle machine, but on a busy or shared CPU the threads' spin-waiting
+# A verdict is a few dozen small matrix products (batches of one photo): a second BLAS thread
+# gains little on an idle machine, but on a busy or shared CPU the threads' spin-waiting
 # made a verdict erratic and up to 10x slower. One thread per process unless the environment
 # says otherwise; this must run before numpy is first imported (``streamlit run`` has not
 # imported it yet when it starts this script).
@@ -24,21 +30,22 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import hashlib
-import importlib.util
+import html
+import io
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import streamlit as st
-from PIL import Image
+from PIL import Image, ImageDraw
 
 import models
-from micrograd.engine import Value
-from micrograd.viz import draw_dot
-from models.preprocess import load_image
+from models.preprocess import HEIF_SUPPORTED, PHOTO_FORMATS, load_image
+from models.teaching import architecture_rows, neuron_graph
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +60,6 @@ EXAMPLES = {
     "rocket.jpg": "Rocket",
 }
 
-HEIF_SUPPORTED = importlib.util.find_spec("pillow_heif") is not None
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"] + (
-    ["heic", "heif"] if HEIF_SUPPORTED else []
-)
 #: Largest photo classified, in MB: Streamlit's own limit (``server.maxUploadSize`` in
 #: .streamlit/config.toml) is the same, so the browser refuses a bigger file before sending it;
 #: the app checks again for files that reach it another way (the camera, a test harness).
@@ -65,17 +68,17 @@ PHOTO_LIMIT_MB = 25
 #: Noisy copies averaged for each SmoothGrad map (the MLP): 8 keeps a 12 MP photo well under
 #: a second. Convolutional networks explain with Grad-CAM, which needs no copies.
 SALIENCY_SAMPLES = 8
-#: Side of the enlarged model view and heat map, in pixels.
-DISPLAY_SIZE = 256
+#: Side of each half of the "why" picture (the model's view and the heat map), in pixels.
+DISPLAY_SIZE = 224
+#: The visitor's photo is shown inside this box (width, height), uncropped.
+THUMBNAIL_BOX = (320, 240)
 #: Results remembered per visitor (keyed by model and image content), so reruns are instant.
 RESULTS_PER_SESSION = 64
-#: Photos smaller than this (shorter side, pixels) get a warning: too little to judge.
-TINY_SIDE = 64
-#: A model view whose pixels vary less than this (standard deviation, 0-255) is nearly blank.
-UNIFORM_STD = 6.0
+#: Result cards per row on a wide screen (a phone stacks them in one column).
+CARDS_PER_ROW = 3
 
 HOTDOG_TEXT = "🌭 Hotdog"
-NOT_HOTDOG_TEXT = "Not hotdog"
+NOT_HOTDOG_TEXT = "🚫 Not hotdog"
 NOT_SURE_TEXT = "🤔 Not sure"
 
 #: The page's views, the first one shown first.
@@ -90,29 +93,55 @@ METRIC_HELP = {
     "(1 is perfect, 0.5 is a coin toss).",
 }
 
-#: What a model is, by the architecture its card records, for the picker and the compare view.
-KINDS = {
-    "efficientnet_lite": "ImageNet network, fine-tuned",
-    "resnet": "CNN trained from scratch",
-    "mlp": "baseline: MLP on gray pixels",
-}
-
-
 #: The how-it-works paragraph on each explanation method.
 EXPLAINERS = {
     "gradcam": (
-        "The heat map is Grad-CAM: the network's last grid of features (7×7 cells for the "
+        "The heat map is **Grad-CAM**: the network's last grid of features (7×7 cells for the "
         "pretrained network), each cell weighted by how much it raises the hotdog score. It "
         "uses one fixed scale for every photo, so a dark map means no part of the photo looked "
         "like a hotdog."
     ),
     "smoothgrad": (
-        "The saliency map is the gradient of the hotdog score with respect to every input "
-        f"pixel, averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image "
+        "The heat map is a **saliency map**: how much each pixel moves the hotdog score (its "
+        f"gradient), averaged over {SALIENCY_SAMPLES} slightly noisy copies of the image "
         "(SmoothGrad) and lightly blurred: bright regions are the ones that move the verdict "
         "most."
     ),
 }
+
+#: Verdict colours: (name, background, text). White on green and on red, near-black on amber:
+#: every pair is above 4.5:1 contrast, and the words and icon say it without the colour.
+VERDICT_STYLES = {
+    HOTDOG_TEXT: ("hotdog", "#1b5e20", "#ffffff"),
+    NOT_HOTDOG_TEXT: ("not", "#b71c1c", "#ffffff"),
+    NOT_SURE_TEXT: ("unsure", "#ffc107", "#1a1a1a"),
+}
+
+#: The page's own styles: a one-line title on a phone, the verdict cards, and every control at
+#: least 44x44 px (the size a thumb can hit).
+CSS = """
+<style>
+[data-testid="stMainBlockContainer"] { padding-top: 3.75rem; }
+h1 { font-size: clamp(1.5rem, 7.5vw, 2.5rem) !important; white-space: nowrap;
+     padding: 0.25rem 0 0 !important; }
+.st-key-verdict-0 { scroll-margin-top: 4.5rem; }
+.verdict { border-radius: 0.75rem; padding: 0.55rem 0.9rem 0.65rem; }
+.verdict h3 { margin: 0; padding: 0; color: inherit; font-size: 2rem; line-height: 1.2; }
+.verdict .photo { display: block; font-size: 0.95rem; font-weight: 400;
+                  overflow-wrap: anywhere; }
+.chance { margin: 0.45rem 0 0.2rem; }
+.bar { height: 0.75rem; border-radius: 0.375rem; background: #e0e0e0; overflow: hidden; }
+.bar > span { display: block; height: 100%; }
+.summary { font-size: 1.15rem; font-weight: 600; margin: 0; }
+.compare { margin: 0.3rem 0 0; padding-left: 1.1rem; }
+.compare li { margin: 0.15rem 0; }
+button, summary, [data-testid="stMainMenuButton"] {
+    min-height: 44px !important; min-width: 44px !important; }
+[data-testid="stCheckbox"] label { min-height: 44px; align-items: center; }
+[data-testid="stElementToolbar"] { display: none; }
+button[aria-label="Add files"] { color: #31333f !important; }
+</style>
+"""
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -173,7 +202,7 @@ def enlarge(image: np.ndarray, size: int = DISPLAY_SIZE) -> Image.Image:
 
 
 def verdict_text(prediction: models.Prediction) -> str:
-    """The verdict as shown: ``"🌭 Hotdog"``, ``"Not hotdog"`` or ``"🤔 Not sure"``."""
+    """The verdict as shown: ``"🌭 Hotdog"``, ``"🚫 Not hotdog"`` or ``"🤔 Not sure"``."""
     if not prediction.sure:
         return NOT_SURE_TEXT
     return HOTDOG_TEXT if prediction.is_hotdog else NOT_HOTDOG_TEXT
@@ -182,6 +211,66 @@ def verdict_text(prediction: models.Prediction) -> str:
 def legend(width: int = DISPLAY_SIZE, height: int = 14) -> np.ndarray:
     """The heat map's colour scale, none to strong, as a ``uint8 (height, width, 3)`` strip."""
     return np.repeat(colormap(np.linspace(0.0, 1.0, width))[None], height, axis=0)
+
+
+def outlined_thumbnail(image: Image.Image, box: tuple[int, int] = THUMBNAIL_BOX) -> bytes:
+    """The visitor's photo, uncropped and shrunk to fit ``box``, with the centred square the
+    model judged outlined in yellow on black (visible on any photo): JPEG bytes."""
+    thumb = image.copy()
+    thumb.thumbnail(box, Image.Resampling.LANCZOS)
+    w, h = thumb.size
+    side = min(w, h)
+    if side >= 8:
+        x0, y0 = (w - side) // 2, (h - side) // 2
+        draw = ImageDraw.Draw(thumb)
+        draw.rectangle((x0, y0, x0 + side - 1, y0 + side - 1), outline=(0, 0, 0), width=4)
+        draw.rectangle(
+            (x0 + 1, y0 + 1, x0 + side - 2, y0 + side - 2), outline=(255, 214, 0), width=2
+        )
+    buf = io.BytesIO()
+    thumb.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
+def why_picture(explanation: models.Explanation) -> Image.Image:
+    """The model's view and its heat map side by side, ``DISPLAY_SIZE`` each, 8 px apart."""
+    seen = enlarge(explanation.image)
+    heat = enlarge(overlay(explanation.image, explanation.saliency))
+    out = Image.new("RGB", (2 * DISPLAY_SIZE + 8, seen.height), (255, 255, 255))
+    out.paste(seen, (0, 0))
+    out.paste(heat, (DISPLAY_SIZE + 8, 0))
+    return out
+
+
+def verdict_html(name: str, prediction: models.Prediction) -> str:
+    """The verdict as HTML: a big coloured heading that names its photo (so a screen reader
+    hears "Hotdog, cat.jpg"), then the chance in words and as a bar of the same colour."""
+    text = verdict_text(prediction)
+    kind, background, colour = VERDICT_STYLES[text]
+    percent = round(100 * prediction.p_hotdog)
+    bar = "#8a5a00" if kind == "unsure" else background  # amber text colour reads on gray
+    return (
+        f'<div class="verdict verdict-{kind}" style="background:{background};color:{colour}">'
+        f'<h3><span class="answer">{text}</span>'
+        f'<span class="photo">{html.escape(name)}</span></h3></div>'
+        f'<p class="chance">Chance it is a hotdog: {percent}%</p>'
+        f'<div class="bar" role="progressbar" aria-label="Chance it is a hotdog" '
+        f'aria-valuemin="0" aria-valuemax="100" aria-valuenow="{percent}">'
+        f'<span style="width:{percent}%;background:{bar}"></span></div>'
+    )
+
+
+def summary_line(verdicts: list[str | None]) -> str:
+    """``"3 hotdogs · 1 not hotdog · 1 not sure"`` for a list of verdict texts (None: a file
+    that could not be read)."""
+    counts = Counter(verdicts)
+    parts = [
+        (counts[HOTDOG_TEXT], "hotdog", "hotdogs"),
+        (counts[NOT_HOTDOG_TEXT], "not hotdog", "not hotdogs"),
+        (counts[NOT_SURE_TEXT], "not sure", "not sure"),
+        (counts[None], "could not be read", "could not be read"),
+    ]
+    return " · ".join(f"{n} {one if n == 1 else many}" for n, one, many in parts if n)
 
 
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+\-.!|~$])")
@@ -238,6 +327,36 @@ def get_classifier(directory: Path, name: str) -> tuple[models.Classifier, str]:
     raise AssertionError("unreachable: st.stop() ends the script run")
 
 
+def model_title(name: str, card: models.ModelCard) -> str:
+    """A model in a few plain words: what it is, and whether it is the default."""
+    return card.kind + (" (default)" if name == models.DEFAULT_MODEL else "")
+
+
+def model_caption(name: str, card: models.ModelCard) -> str:
+    """The picker's second line for a model: its file name and held-out balanced accuracy."""
+    accuracy = card.balanced_accuracy
+    score = "" if accuracy is None else f": right on {accuracy:.0%} of held-out photos (balanced)"
+    return f"{name}{score}"
+
+
+def pick_model(directory: Path, names: list[str]) -> str:
+    """The model picker: a button naming the model in use, which opens the choices in full
+    (radio buttons, so a phone shows no keyboard). Labels come from the cards alone: no model
+    is loaded to draw the picker."""
+    cards = {name: models.read_card(directory / f"{name}.npz") for name in names}
+    current = st.session_state.get("model")
+    current = current if current in cards else names[0]
+    with st.popover(f"Model: {model_title(current, cards[current])}", icon="⚙️"):
+        chosen = st.radio(
+            "Which network answers",
+            names,
+            key="model",
+            format_func=lambda n: model_title(n, cards[n]),
+            captions=[model_caption(n, cards[n]) for n in names],
+        )
+    return chosen if chosen in cards else names[0]
+
+
 # ------------------------------------------------------------------------------ inputs
 
 
@@ -248,13 +367,20 @@ class Photo:
     name: str
     data: bytes
 
+    @property
+    def key(self) -> tuple[str, str]:
+        """Name and content hash: the same file uploaded again is the same photo."""
+        return self.name, hashlib.sha256(self.data).hexdigest()
+
 
 @dataclass(frozen=True)
 class Result:
-    """A classified photo: the explanation, and warnings about the photo itself."""
+    """A classified photo: the explanation, warnings about the photo itself, and the photo
+    shrunk for display with the model's square outlined (JPEG)."""
 
     explanation: models.Explanation
     warnings: tuple[str, ...] = ()
+    thumbnail: bytes = b""
 
 
 def rejection(photo: Photo) -> str | None:
@@ -279,19 +405,6 @@ def rejection(photo: Photo) -> str | None:
     return None
 
 
-def photo_warnings(image: Image.Image, explanation: models.Explanation) -> tuple[str, ...]:
-    """Warnings about a photo that make its verdict less trustworthy."""
-    found = []
-    if min(image.size) < TINY_SIDE:
-        found.append(
-            f"This photo is only {image.width}×{image.height} pixels: too small to judge "
-            "reliably. A bigger photo gives a better answer."
-        )
-    if float(np.std(explanation.image)) < UNIFORM_STD:
-        found.append("This photo is nearly blank: there is little in it to judge.")
-    return tuple(found)
-
-
 def classify(classifier: models.Classifier, photo: Photo) -> Result | str:
     """Verdict and explanation for one photo, or a message in words saying why not."""
     refused = rejection(photo)
@@ -300,10 +413,10 @@ def classify(classifier: models.Classifier, photo: Photo) -> Result | str:
     try:
         image = load_image(photo.data, draft_size=classifier.preprocess.size)
         explanation = classifier.explain(image, samples=SALIENCY_SAMPLES)
-        return Result(explanation, photo_warnings(image, explanation))
+        warnings = classifier.photo_warnings(image, explanation)
+        return Result(explanation, warnings, outlined_thumbnail(image))
     except models.ImageError as exc:
-        formats = ", ".join(t.upper() for t in IMAGE_TYPES if t not in ("jpeg", "tif", "heif"))
-        return f"{exc}. Upload a photo as {formats}."
+        return f"{exc}. Upload a photo as {', '.join(PHOTO_FORMATS)}."
     except Exception:
         log.exception("classifying an upload failed")
         return "this file could not be classified (unexpected error). Try another photo."
@@ -312,7 +425,7 @@ def classify(classifier: models.Classifier, photo: Photo) -> Result | str:
 def remembered_result(classifier: models.Classifier, model_key: str, photo: Photo) -> Result | str:
     """``classify`` with a small per-session memory, so a rerun doesn't recompute old photos."""
     results: dict[tuple[str, str], Result | str] = st.session_state.setdefault("results", {})
-    key = (model_key, hashlib.sha256(photo.data).hexdigest())
+    key = (model_key, photo.key[1])
     if key not in results:
         results[key] = classify(classifier, photo)
         while len(results) > RESULTS_PER_SESSION:
@@ -325,81 +438,110 @@ def example_paths() -> dict[str, Path]:
     return {name: EXAMPLES_DIR / name for name in EXAMPLES if (EXAMPLES_DIR / name).is_file()}
 
 
+def uploader_key() -> str:
+    """The uploader's widget key: "Clear all" starts a new one, the only way to empty it."""
+    return f"uploads-{st.session_state.get('upload_round', 0)}"
+
+
+def clear_all() -> None:
+    """Put every photo away: the uploads, the example and the camera."""
+    st.session_state["upload_round"] = st.session_state.get("upload_round", 0) + 1
+    st.session_state["example"] = None
+    st.session_state["camera_on"] = False
+    st.session_state.pop("arrival", None)
+
+
 def upload_widget() -> list[Photo]:
-    """The uploader; every file reaches the app, so each rejection gets a message in words."""
-    formats = ", ".join(t.upper() for t in IMAGE_TYPES if t not in ("jpeg", "tif", "heif"))
-    uploads = st.file_uploader(
-        "Upload photos",
-        accept_multiple_files=True,
-        key="uploads",
-        help=f"Photos up to {PHOTO_LIMIT_MB} MB each: {formats}."
-        + (" iPhone HEIC photos work too." if HEIF_SUPPORTED else ""),
-    )
+    """The uploader. It states Streamlit's real size limit itself; every file type reaches
+    the app, so each refusal gets a message in words."""
+    uploads = st.file_uploader("Upload photos", accept_multiple_files=True, key=uploader_key())
     return [Photo(f.name, f.getvalue()) for f in uploads or []]
 
 
 def other_inputs() -> list[Photo]:
-    """The camera switch and the examples (tap an example again to put it away)."""
+    """The examples (tap again to put one away) and the camera switch."""
     photos = []
+    examples = example_paths()
+    chosen = st.pills(
+        "Or try an example (tap again to remove it)",
+        list(examples),
+        format_func=lambda name: EXAMPLES[name],
+        key="example",
+        wrap=True,
+    )
+    if chosen in examples:
+        photos.append(Photo(f"example: {EXAMPLES[chosen]}", examples[chosen].read_bytes()))
     # The camera widget only exists while the switch is on, so the browser asks for camera
     # access only when the visitor wants it.
     if st.toggle("📷 Take a photo with the camera", key="camera_on"):
         shot = st.camera_input("Take a photo", key="camera")
         if shot is not None:
             photos.append(Photo("camera photo", shot.getvalue()))
-    examples = example_paths()
-    chosen = st.pills(
-        "…or try an example (tap again to remove it)",
-        list(examples),
-        format_func=lambda name: EXAMPLES[name],
-        key="example",
-    )
-    if chosen in examples:
-        photos.append(Photo(f"example: {EXAMPLES[chosen]}", examples[chosen].read_bytes()))
     return photos
+
+
+def newest_first(photos: list[Photo]) -> list[Photo]:
+    """``photos`` with the most recently added first: each photo keeps the turn it arrived in
+    (remembered per visitor), so a new upload, example or camera shot goes on top; photos
+    that arrived together keep their own order."""
+    arrival: dict[tuple[str, str], int] = st.session_state.setdefault("arrival", {})
+    live = {photo.key for photo in photos}
+    for key in [k for k in arrival if k not in live]:  # removed photos are forgotten
+        del arrival[key]
+    turn = max(arrival.values(), default=-1) + 1
+    for photo in photos:
+        arrival.setdefault(photo.key, turn)
+    return sorted(photos, key=lambda photo: -arrival[photo.key])  # stable within a turn
 
 
 # ----------------------------------------------------------------------------- results
 
 
-def show_result(i: int, photo: Photo, result: Result | str, classifier: models.Classifier) -> None:
-    """Photo ``i``: the verdict heading first, then its chance, warnings and pictures, in a
-    container keyed ``verdict-<i>``."""
-    name = escape_markdown(photo.name)
+def show_result(
+    i: int,
+    photo: Photo,
+    result: Result | str,
+    classifier: models.Classifier,
+    others: list[tuple[str, models.ModelCard, Result | str]],
+) -> None:
+    """Photo ``i`` (0 is the newest) as a card keyed ``verdict-<i>``: the verdict naming the
+    photo, the chance, warnings, the photo itself, the other models' verdicts when compared,
+    and the explanation behind a tap."""
     with st.container(border=True, key=f"verdict-{i}"):
         if isinstance(result, str):
-            st.error(f"**{name}** could not be classified: {result}", icon="⚠️")
+            st.error(
+                f"**{escape_markdown(photo.name)}** could not be classified: {result}", icon="⚠️"
+            )
             return
         explanation = result.explanation
         prediction = explanation.prediction
-        p = prediction.p_hotdog
-        st.markdown(f"### {verdict_text(prediction)}")
-        st.caption(name)
-        st.progress(p, text=f"Chance it is a hotdog: {p:.0%}")
-        if not prediction.sure:
+        st.html(verdict_html(photo.name, prediction))
+        if not prediction.sure and not result.warnings:
             st.caption(
-                f"A {p:.0%} chance is too close to even to call: the model is guessing. "
-                "A closer, better-lit photo usually settles it."
+                f"{prediction.p_hotdog:.0%} is too close to even to call: the model is "
+                "guessing. A closer photo of the food usually settles it."
             )
         for warning in result.warnings:
             st.warning(warning, icon="🔎")
-        seen_col, heat_col = st.columns(2)
-        size = explanation.image.shape[0]
-        kind = "gray" if classifier.preprocess.grayscale else "colour"
-        with seen_col:
+        if result.thumbnail:
             st.image(
-                enlarge(explanation.image),
-                caption=f"What the model sees ({size}×{size} {kind})",
-                alt=f"The photo as the model sees it: {size} by {size} {kind} pixels",
-                output_format="PNG",
-                width="stretch",
+                result.thumbnail,
+                caption="Your photo: the model judges the outlined square",
+                alt=f"{photo.name}, with the square the model judged outlined",
             )
-        with heat_col:
+        if others:
+            st.html(comparison_html(others))
+        with st.expander("Why? See what the model looked at"):
+            size = explanation.image.shape[0]
+            kind = "gray" if classifier.preprocess.grayscale else "colour"
             gradcam = explanation.method == "gradcam"
+            method = "Grad-CAM" if gradcam else "saliency"
             st.image(
-                enlarge(overlay(explanation.image, explanation.saliency)),
-                caption="Where it looked (Grad-CAM)" if gradcam else "Where it looked (saliency)",
-                alt="Heat map over the photo: brighter where the model found hotdog evidence",
+                why_picture(explanation),
+                caption=f"Left: what the model sees ({size}×{size} {kind}). "
+                f"Right: where it looked ({method}).",
+                alt=f"The photo as the model sees it, {size} by {size} {kind} pixels, and a "
+                "heat map over it, brighter where the model found hotdog evidence",
                 output_format="PNG",
                 width="stretch",
             )
@@ -411,57 +553,92 @@ def show_result(i: int, photo: Photo, result: Result | str, classifier: models.C
             )
 
 
-def show_comparison(directory: Path, photos: list[Photo]) -> None:
-    """Every model's verdict on every photo, side by side, with its held-out accuracy."""
-    import pandas as pd
-
-    loaded = [(name, *get_classifier(directory, name)) for name in models.available(directory)]
-    for photo in photos:
-        rows = []
-        for name, classifier, key in loaded:
-            result = remembered_result(classifier, key, photo)
-            if isinstance(result, str):
-                continue
-            prediction = result.explanation.prediction
-            accuracy = classifier.card.balanced_accuracy
-            rows.append(
-                {
-                    "model": name,
-                    "what it is": model_kind(classifier.card),
-                    "verdict": verdict_text(prediction),
-                    "chance of hotdog": f"{prediction.p_hotdog:.0%}",
-                    "held-out balanced accuracy": "" if accuracy is None else f"{accuracy:.0%}",
-                }
-            )
-        if rows:
-            st.markdown(f"**{escape_markdown(photo.name)}**")
-            st.dataframe(pd.DataFrame(rows).set_index("model"), width="stretch")
+def comparison_html(others: list[tuple[str, models.ModelCard, Result | str]]) -> str:
+    """The other models' verdicts on one photo, a line each (wraps on any screen)."""
+    lines = []
+    for name, card, result in others:
+        what = html.escape(card.kind)
+        if isinstance(result, str):
+            lines.append(f"<li><b>{what}</b>: could not classify it</li>")
+            continue
+        prediction = result.explanation.prediction
+        accuracy = card.balanced_accuracy
+        score = "" if accuracy is None else f" · right on {accuracy:.0%} held out"
+        lines.append(
+            f"<li><b>{what}</b>: {verdict_text(prediction)}, {prediction.p_hotdog:.0%} hotdog"
+            f'<span class="model-name"> ({html.escape(name)}{score})</span></li>'
+        )
+    return '<p class="chance">Other models say:</p><ul class="compare">' + "".join(lines) + "</ul>"
 
 
-def model_kind(card: models.ModelCard) -> str:
-    """What a model is, in a few words, by the architecture its card records."""
-    architecture = card.architecture or {}
-    return KINDS.get(str(architecture.get("type")), "a trained classifier")
+def other_verdicts(
+    directory: Path, name: str, photo: Photo
+) -> list[tuple[str, models.ModelCard, Result | str]]:
+    """Every other model's card and result on ``photo``, in the picker's order."""
+    found: list[tuple[str, models.ModelCard, Result | str]] = []
+    for other in models.available(directory):
+        if other == name:
+            continue
+        loaded = try_classifier(directory, other)
+        if isinstance(loaded, str):
+            found.append((other, models.read_card(directory / f"{other}.npz"), loaded))
+            continue
+        classifier, key = loaded
+        found.append((other, classifier.card, remembered_result(classifier, key, photo)))
+    return found
 
 
-def model_label(directory: Path, name: str) -> str:
-    """The picker's line for a model: name, what it is and its held-out balanced accuracy,
-    or why it is unavailable. Loads the model once per process (it is cached)."""
-    found = try_classifier(directory, name)
-    if isinstance(found, str):
-        return f"{name}: unavailable ({found})"
-    card = found[0].card
-    accuracy = card.balanced_accuracy
-    score = "" if accuracy is None else f", {accuracy:.0%} balanced accuracy held out"
-    default = " (default)" if name == models.DEFAULT_MODEL else ""
-    return f"{name}{default}: {model_kind(card)}{score}"
+def scroll_to_newest(newest: tuple[str, str] | None) -> None:
+    """When a photo was added, bring its card on screen if it is not (a visitor may have
+    scrolled down to the older ones); nothing happens on other reruns."""
+    if newest is None or st.session_state.get("scrolled_to") == newest:
+        return
+    st.session_state["scrolled_to"] = newest
+    st.html(
+        "<script>(() => { const card = document.querySelector('.st-key-verdict-0');"
+        " if (!card) return; const top = card.getBoundingClientRect().top;"
+        " if (top < 0 || top > window.innerHeight - 160)"
+        " card.scrollIntoView({block: 'start'}); })();"
+        f"/* {html.escape(newest[1][:12])} */</script>",
+        unsafe_allow_javascript=True,
+    )
 
 
-# -------------------------------------------------------------------------- other tabs
+def show_results(
+    directory: Path,
+    name: str,
+    photos: list[Photo],
+    compare: bool,
+    loaded: tuple[models.Classifier, str],
+) -> None:
+    """The summary line and "Clear all", then a card per photo, newest first."""
+    classifier, model_key = loaded
+    results = [(photo, remembered_result(classifier, model_key, photo)) for photo in photos]
+    with st.container(horizontal=True, vertical_alignment="center", key="summary"):
+        verdicts = [
+            None if isinstance(r, str) else verdict_text(r.explanation.prediction)
+            for _, r in results
+        ]
+        st.html(f'<p class="summary">{summary_line(verdicts)}</p>', width="content")
+        st.button("Clear all", key="clear", icon="🗑️", on_click=clear_all)
+    for start in range(0, len(results), CARDS_PER_ROW):
+        columns = st.columns(CARDS_PER_ROW)
+        for column, i in zip(
+            columns, range(start, min(start + CARDS_PER_ROW, len(results))), strict=False
+        ):
+            photo, result = results[i]
+            others = other_verdicts(directory, name, photo) if compare else []
+            with column:
+                show_result(i, photo, result, classifier, others)
+    scroll_to_newest(photos[0].key if photos else None)
+
+
+# -------------------------------------------------------------------------- other views
 
 
 def show_model_card(classifier: models.Classifier) -> None:
-    """Metrics, confusion matrix, training curves, data and the command that made the model."""
+    """What the model is and how well it does, in plain words; the technical record (losses,
+    the exact command, the raw card) one tap away."""
     import pandas as pd
 
     card = classifier.card
@@ -469,6 +646,10 @@ def show_model_card(classifier: models.Classifier) -> None:
     if card.empty:
         st.info("This model has no model card.")
         return
+    st.markdown(
+        f"**{escape_markdown(card.kind)}.** Its figures are measured on **held-out photos**: "
+        "photos set aside before training, which the model never learned from."
+    )
     shown = [
         (label, value)
         for label, value in (
@@ -480,13 +661,8 @@ def show_model_card(classifier: models.Classifier) -> None:
     ]
     if shown:
         for col, (label, value) in zip(st.columns(len(shown)), shown, strict=True):
-            shown_value = f"{value:.1%}" if label != "ROC AUC" else f"{value:.3f}"
-            col.metric(label, shown_value, help=METRIC_HELP[label])
-        st.caption(
-            " ".join(
-                f"**{label}**: {METRIC_HELP[label]}" for label, _ in shown if label != "Accuracy"
-            )
-        )
+            col.metric(label, f"{value:.1%}" if label != "ROC AUC" else f"{value:.3f}")
+        st.caption(" ".join(f"**{label}**: {METRIC_HELP[label]}" for label, _ in shown))
     if card.calibration_error is not None:
         before = card.calibration_error_before
         st.caption(
@@ -496,177 +672,222 @@ def show_model_card(classifier: models.Classifier) -> None:
             + ("" if before is None else f" ({100 * before:.1f} before calibration)")
             + ", so the chance means what it says."
         )
-    if card.training_summary():
-        st.caption(escape_markdown(card.training_summary()))
-    if card.notes:
-        st.caption(escape_markdown(card.notes))
-    if card.pretrained:
-        source = card.pretrained
-        st.caption(
-            f"Pretrained weights: {escape_markdown(str(source.get('name', '')))}, from "
-            f"{escape_markdown(str(source.get('package', '')))}, licence "
-            f"{escape_markdown(str(source.get('licence', '')))}."
-        )
     if card.confusion:
-        n = f", n = {card.n})" if card.n else ")"
-        st.markdown("**Confusion matrix** (held-out photos" + n)
+        n = f" (held-out photos, n = {card.n})" if card.n else " (held-out photos)"
+        st.markdown(f"**What it called each photo**{n}")
         st.table(
             pd.DataFrame(
                 card.confusion,
-                index=["actual: not hotdog", "actual: hotdog"],
-                columns=["predicted: not hotdog", "predicted: hotdog"],
+                index=["really not a hotdog", "really a hotdog"],
+                columns=["called not hotdog", "called hotdog"],
             )
         )
-    if card.history:
-        frame = pd.DataFrame(card.history).set_index("epoch")
-        losses = [c for c in ("train_loss", "val_loss") if frame[c].notna().any()]
-        scores = [c for c in ("val_accuracy", "val_balanced_accuracy") if frame[c].notna().any()]
-        if losses:
-            st.markdown("**Loss per epoch** (lower is better)")
-            st.line_chart(frame[losses], x_label="epoch", y_label="cross-entropy loss", height=240)
-        if scores:
-            st.markdown("**Held-out accuracy per epoch**")
-            st.line_chart(frame[scores], x_label="epoch", y_label="accuracy", height=240)
+    scores = history_frame(
+        card,
+        {
+            "val_balanced_accuracy": "held-out photos (balanced)",
+            "train_accuracy": "training photos",
+        },
+    )
+    if scores is not None:
+        st.markdown("**How it learned**: right answers after each pass over the training photos")
+        st.vega_lite_chart(scores, line_spec(percent=True), width="stretch")
     if card.sources:
-        st.markdown("**Data**: images per source, for training and held out")
+        st.markdown(
+            "**The photos**: how many of each kind it trained on, and how it did on those held out"
+        )
         st.table(data_table(card))
-    if card.command:
-        st.markdown("**Reproduce it**")
-        st.code(card.command, language="bash", wrap_lines=True)
+    if card.training_summary():
+        st.caption(escape_markdown(card.training_summary()))
+    if card.pretrained:
+        source = card.pretrained
+        st.caption(
+            "It started from a network already trained on ImageNet (1.3 million photos of "
+            f"1,000 kinds of things): {escape_markdown(str(source.get('name', '')))}, from "
+            f"{escape_markdown(str(source.get('package', '')))}, licence "
+            f"{escape_markdown(str(source.get('licence', '')))}."
+        )
     if card.problems:
         problems = "; ".join(escape_markdown(problem) for problem in card.problems)
         st.caption(f"Parts of this card could not be read: {problems}.")
-    with st.expander("The whole model card (JSON)"):
-        st.json(card.raw)
+    with st.expander("Technical details: losses, the exact command, the whole card"):
+        losses = history_frame(card, {"train_loss": "training loss", "val_loss": "held-out loss"})
+        if losses is not None:
+            st.markdown(
+                "**Loss per pass** (cross-entropy: how far its chances were from the "
+                "truth; lower is better)"
+            )
+            st.vega_lite_chart(losses, line_spec(percent=False), width="stretch")
+        if card.notes:
+            st.caption(escape_markdown(card.notes))
+        if card.command:
+            st.markdown("**Reproduce it**")
+            st.code(card.command, language="bash", wrap_lines=True)
+        st.json(card.raw, expanded=False)
+
+
+def history_frame(card: models.ModelCard, series: dict[str, str]) -> Any:
+    """The card's per-epoch ``series`` (history field -> plain name) as a long pandas table
+    ``pass, series, value``, or None when the card has none of them."""
+    import pandas as pd
+
+    rows = [
+        {"pass": row["epoch"], "series": plain, "value": row[field]}
+        for row in card.history
+        for field, plain in series.items()
+        if row.get(field) is not None
+    ]
+    return pd.DataFrame(rows) if rows else None
+
+
+def line_spec(percent: bool) -> dict[str, Any]:
+    """A Vega-Lite line chart of ``history_frame``: points on every pass, and a y axis that
+    spans the values rather than 0 to 1, so the change is visible."""
+    axis: dict[str, Any] = {"format": ".0%"} if percent else {}
+    return {
+        "mark": {"type": "line", "point": True},
+        "encoding": {
+            "x": {
+                "field": "pass",
+                "type": "quantitative",
+                "title": "pass over the training photos",
+                "axis": {"tickMinStep": 1},
+            },
+            "y": {
+                "field": "value",
+                "type": "quantitative",
+                "title": None,
+                "scale": {"zero": False},
+                "axis": axis,
+            },
+            "color": {
+                "field": "series",
+                "type": "nominal",
+                "title": None,
+                "legend": {"orient": "bottom", "direction": "vertical"},
+            },
+        },
+        "height": 220,
+    }
 
 
 def _percent(value: float | None) -> str:
-    return "" if value is None else f"{value:.1%}"
+    return "" if value is None else f"{value:.0%}"
 
 
 def data_table(card: models.ModelCard) -> Any:
-    """A pandas table of images per source and class, for training and held out, with the
-    held-out accuracy per source."""
+    """A pandas table of photos per source in plain words: trained on and held out, per
+    class, with the held-out balanced accuracy."""
     import pandas as pd
 
     rows = {
-        row.source: {
-            "train: hotdog": row.train_hotdog,
-            "train: not": row.train_not_hotdog,
-            "held out: hotdog": row.val_hotdog,
-            "held out: not": row.val_not_hotdog,
-            "held-out accuracy": _percent(row.val_accuracy),
-            "held-out balanced accuracy": _percent(row.val_balanced_accuracy),
+        row.plain_name: {
+            "trained on: hotdogs": row.train_hotdog,
+            "trained on: others": row.train_not_hotdog,
+            "held out": row.val_hotdog + row.val_not_hotdog,
+            "right on held out (balanced)": _percent(row.val_balanced_accuracy),
         }
         for row in card.sources
     }
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def neuron_graph() -> str:
-    """DOT source of one neuron, ``tanh(x1*w1 + x2*w2 + b)``, after ``backward()``."""
-    x1, x2 = Value(2.0, label="x1"), Value(0.0, label="x2")
-    w1, w2 = Value(-3.0, label="w1"), Value(1.0, label="w2")
-    b = Value(6.8813735870195432, label="b")
-    x1w1, x2w2 = x1 * w1, x2 * w2
-    x1w1.label, x2w2.label = "x1·w1", "x2·w2"
-    s = x1w1 + x2w2
-    s.label = "x1·w1 + x2·w2"
-    n = s + b
-    n.label = "n"
-    out = n.tanh()
-    out.label = "out = tanh(n)"
-    out.backward()
-    return draw_dot(out, rankdir="TB")
-
-
 def show_how_it_works(classifier: models.Classifier) -> None:
-    """A few sentences, one neuron's computation graph, and the network's architecture."""
+    """The path from pixels to an answer in plain words, one neuron's computation graph, and
+    the network as a table of stages."""
+    import pandas as pd
+
     cfg = classifier.preprocess
-    colour = "grayscale" if cfg.grayscale else "colour"
-    explainer = classifier.explainer
+    colour = "gray" if cfg.grayscale else "colour"
     st.markdown(
         f"""
-Each photo is decoded, turned upright, cropped to its central square and shrunk to
-**{cfg.size}×{cfg.size} {colour} pixels**: the first picture in each result is exactly what the
-network sees. The network (`{classifier.name}`, below) turns those pixels into two scores, and a
-softmax turns the scores into **p(hotdog)**; {classifier.threshold:g} or more means hotdog. Before
-the softmax the scores are divided by {classifier.temperature:.2f}, a number fitted on photos the
-network never trained on so that "N% hotdog" comes true about N% of the time.
+**From photo to answer.** Your photo is turned upright, cut to its central square (the square
+outlined on your photo) and shrunk to **{cfg.size}×{cfg.size} {colour} pixels**. The network
+(`{classifier.name}`, below) turns those pixels into two scores, one for "not hotdog" and one
+for "hotdog". A **softmax** turns the two scores into chances that add up to 100%; at
+{classifier.threshold:.0%} or more it says hotdog, and within 15 points of that it says "not
+sure". Before that the scores are divided by {classifier.temperature:.2f}, a number fitted on
+photos the network never trained on, so that "N% hotdog" comes true about N% of the time.
 
-{EXPLAINERS[explainer]}
+**Why.** {EXPLAINERS[classifier.explainer]}
 
-No deep-learning framework is involved. Every number flows through the autograd engine in
-`micrograd/`: each operation records its inputs and how to pass a gradient back to them, and
-`backward()` walks that graph in reverse. Here is the same machinery on a single neuron,
-`tanh(x1·w1 + x2·w2 + b)` with x1 = 2, x2 = 0, w1 = −3, w2 = 1, b = 6.88, after `backward()`:
-each box shows a value and the gradient of the output with respect to it.
+**How it learned.** No deep-learning framework is involved: every number flows through the
+small engine in `micrograd/`. Each operation remembers its inputs and how a change in its
+output depends on them (its **gradient**); **backward()** walks back through that record to
+find how each weight should move to make the answer less wrong, and training nudges every
+weight that way, photo after photo. Here is that on a single neuron, `tanh(x1·w1 + x2·w2 + b)`
+(**tanh** squashes any number into −1…1), with x1 = 2, x2 = 0, w1 = −3, w2 = 1, b = 6.88: each
+box shows a value (data) and its gradient (grad).
 """
     )
-    st.graphviz_chart(neuron_graph())
-    st.markdown(f"**Architecture**: {classifier.model.num_parameters():,} parameters")
-    if classifier.card.architecture:
-        st.json(classifier.card.architecture)
-    with st.expander("Layer by layer"):
+    st.graphviz_chart(neuron_graph(), width="stretch")
+    st.markdown(
+        f"**The network**: {classifier.model.num_parameters():,} weights, in stages; each "
+        "stage looks at the output of the one before, from edges and colours up to whole "
+        "objects."
+    )
+    rows = architecture_rows(classifier.card.architecture or {}, cfg.size)
+    if rows:
+        st.table(pd.DataFrame(rows).set_index("step"))
+    with st.expander("Layer by layer (the network as code sees it)"):
+        if classifier.card.architecture:
+            st.json(classifier.card.architecture)
         st.code(repr(classifier.model), language="text")
 
 
 # -------------------------------------------------------------------------------- page
 
 
-def classify_tab(directory: Path, name: str) -> None:
-    """Uploader, then the verdicts (so the newest answer is on screen without scrolling),
-    then the comparison switch, the camera and the examples."""
-    uploads = upload_widget()
+def classify_view(directory: Path, name: str) -> None:
+    """The inputs (uploader; examples and camera beside it on a wide screen), then the
+    results, newest first, then the comparison switch."""
+    upload_col, other_col = st.columns([3, 2])
+    with upload_col:
+        uploads = upload_widget()
+    with other_col:
+        extra = other_inputs()
+    photos = newest_first(uploads + extra)
     results = st.container()
-    compare = st.toggle("Compare every model on these photos", key="compare")
-    photos = uploads + other_inputs()
-    # Loaded after the inputs are drawn, so the page paints before the model is ready.
-    classifier, model_key = get_classifier(directory, name)
+    compare = bool(photos) and st.toggle("Compare every model on these photos", key="compare")
     with results:
+        # loaded after the inputs are drawn, so the page paints before the model is ready; a
+        # model that cannot be used says so at once, before anyone uploads a photo
+        loaded = get_classifier(directory, name)
         if not photos:
-            st.info("Upload a photo, take one with the camera, or pick an example below.")
-        for i, photo in enumerate(photos):
-            show_result(i, photo, remembered_result(classifier, model_key, photo), classifier)
-        if compare and photos:
-            show_comparison(directory, photos)
+            st.info("Upload a photo, take one with the camera, or pick an example.")
+        else:
+            show_results(directory, name, photos, compare, loaded)
+    st.caption(
+        f"Photos up to {PHOTO_LIMIT_MB} MB each, in {', '.join(PHOTO_FORMATS)}. They are "
+        "classified in memory and never stored."
+    )
 
 
 def main() -> None:
-    """Draw the page: sidebar, then one of the Classify / Model card / How it works views."""
-    st.set_page_config(page_title="Hotdog or not", page_icon="🌭", layout="centered")
-    st.title("🌭 Hotdog or not?")
-    st.caption(
-        "Neural networks on their own autograd engine: an ImageNet network fine-tuned on "
-        "hotdogs (the default), and networks trained from scratch to compare."
+    """Draw the page: the title, the view switch and the model picker, then one view."""
+    st.set_page_config(
+        page_title="Hotdog or not", page_icon="🌭", layout="wide", initial_sidebar_state="collapsed"
     )
-
+    st.html(CSS)
+    st.title("🌭 Hotdog or not?", anchor=False)
     directory = models_dir()
     names = models.available(directory)
-    with st.sidebar:
-        st.header("Settings")
-        name = st.selectbox(
-            "Model", names, key="model", format_func=lambda n: model_label(directory, n)
-        )
-        st.caption(
-            f"Photos up to {PHOTO_LIMIT_MB} MB each. They are classified in memory and never "
-            "stored."
-        )
-    if name is None:
+    if not names:
         st.error(f"No model found in {directory}: expected NAME.npz with its NAME.json card.")
         st.stop()
-
-    # One view at a time, and only that one is computed: tabs would redraw all three on every
-    # upload, for a person who sees one.
-    view = st.segmented_control(
-        "View", VIEWS, default=VIEWS[0], key="view", label_visibility="collapsed"
-    )
+    with st.container(horizontal=True, vertical_alignment="center", key="controls"):
+        # One view at a time, and only that one is computed: tabs would redraw all three on
+        # every upload, for a person who sees one.
+        view = st.segmented_control(
+            "View", VIEWS, default=VIEWS[0], key="view", label_visibility="collapsed"
+        )
+        name = pick_model(directory, names)
     if view == "Model card":
         show_model_card(get_classifier(directory, name)[0])
     elif view == "How it works":
         show_how_it_works(get_classifier(directory, name)[0])
     else:
-        classify_tab(directory, name)
+        classify_view(directory, name)
 
 
 if __name__ == "__main__":

@@ -24,14 +24,16 @@ def trace(root: Any) -> tuple[list[Any], list[tuple[Any, Any]]]:
     return nodes, edges
 
 
-def draw_dot(root: Any, rankdir: str = "LR") -> str:
+def draw_dot(root: Any, rankdir: str = "LR", fontsize: float = 14.0) -> str:
     """DOT source drawing the graph that ends at ``root`` (a ``Value`` or anything shaped like one).
 
     Each node is a record ``{ label | data 1.0000 | grad 0.5000 }`` (the label when the node has
     one, ``Value(2.0, label="x1")``); a node made by an op also gets an
     ellipse labelled with the op (``+``, ``×``, ``ReLU``, ``^2``...) with an edge into the record,
     and the op's inputs have edges into that ellipse. ``rankdir`` is Graphviz's layout direction:
-    ``"LR"`` (left to right, the default), ``"RL"``, ``"TB"`` or ``"BT"``.
+    ``"LR"`` (left to right, the default), ``"RL"``, ``"TB"`` or ``"BT"``. ``fontsize`` is the
+    records' text size in points; a larger one with tight spacing keeps the text readable when
+    a viewer shrinks the drawing to a narrow screen.
 
     Raises:
         ValueError: if ``rankdir`` is not one of those four.
@@ -44,7 +46,8 @@ def draw_dot(root: Any, rankdir: str = "LR") -> str:
     lines = [
         "digraph G {",
         f"  rankdir={rankdir};",
-        '  node [fontname="Helvetica"];',
+        "  nodesep=0.15; ranksep=0.25;",
+        f'  node [fontname="Helvetica", fontsize={fontsize:g}, margin="0.06,0.03"];',
     ]
     for node in nodes:
         name = names[id(node)]

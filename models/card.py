@@ -24,6 +24,25 @@ HISTORY_FIELDS = (
     "seconds",
 )
 
+#: What a model is, in a few plain words, by the architecture type its card records.
+KINDS = {
+    "efficientnet_lite": "ImageNet network, fine-tuned",
+    "resnet": "CNN trained from scratch",
+    "mlp": "baseline: MLP on gray pixels",
+}
+
+#: Plain names of the data folders the shipped models were trained on (``../shared/data``
+#: and ``python -m training draw``); any other folder is shown by its own name.
+SOURCE_NAMES = {
+    "food-photos": "food photos: hotdogs and other dishes",
+    "hotdog-photos": "everyday photos: hotdogs and other things",
+    "everyday-photos": "photos of people, pets and rooms",
+    "hotdog-nothotdog-train": "stock-style food photos",
+    "seefood-hotdogs": "more hotdog photos",
+    "food101-64": "Food-101 dishes, small 64-pixel crops",
+    "synthetic-drawings": "cartoon drawings made by the training code",
+}
+
 
 @dataclass(frozen=True)
 class SourceRow:
@@ -36,6 +55,11 @@ class SourceRow:
     val_not_hotdog: int = 0
     val_accuracy: float | None = None
     val_balanced_accuracy: float | None = None
+
+    @property
+    def plain_name(self) -> str:
+        """The source in plain words (``SOURCE_NAMES``), else its folder name."""
+        return SOURCE_NAMES.get(self.source, self.source)
 
 
 @dataclass(frozen=True)
@@ -110,18 +134,26 @@ class ModelCard:
             problems=tuple(problems),
         )
 
+    @property
+    def kind(self) -> str:
+        """What the model is, in a few plain words (``KINDS``), by its architecture."""
+        return KINDS.get(str((self.architecture or {}).get("type")), "a trained classifier")
+
     def training_summary(self) -> str:
-        """One line on when and how long the model was trained ("" if the card doesn't say)."""
+        """One line on when and how long the model was trained ("" if the card doesn't say).
+        The time is the training command's own run (``wall_seconds``)."""
         parts = []
         if self.created:
-            parts.append(f"Trained {self.created[:10]}")
+            parts.append(f"Trained on {self.created[:10]}.")
         if self.wall_seconds is not None:
-            parts.append(f"in {self.wall_seconds / 60:.0f} min")
-        if self.cpu_count:
-            parts.append(f"on {self.cpu_count} CPU cores")
+            cores = f" on {self.cpu_count} CPU cores" if self.cpu_count else ""
+            parts.append(f"The training run took {self.wall_seconds / 60:.0f} min{cores}.")
         if self.best_epoch and self.epochs_run:
-            parts.append(f"(weights from epoch {self.best_epoch} of {self.epochs_run})")
-        return " ".join(parts) + ("." if parts else "")
+            parts.append(
+                f"The weights are those after pass {self.best_epoch} of {self.epochs_run} "
+                "over the training photos."
+            )
+        return " ".join(parts)
 
 
 # ------------------------------------------------------------------------------ readers

@@ -28,6 +28,12 @@ EVAL_PIXELS = 2**20
 GRADCAM_SCALE = 8.0
 #: A verdict within this distance of the threshold is a guess, shown as "not sure".
 NOT_SURE_MARGIN = 0.15
+#: Photos smaller than this (shorter side, pixels) get a warning: too little to judge.
+TINY_SIDE = 64
+#: A model view whose pixels vary less than this (standard deviation, 0-255) is nearly blank.
+UNIFORM_STD = 6.0
+#: A model view whose channels differ by less than this on average (0-255) is black and white.
+GRAY_CHROMA = 2.0
 
 
 def eval_batch_size(size: int) -> int:
@@ -207,6 +213,30 @@ class Classifier:
         saliency = np.clip(np.asarray(big) / GRADCAM_SCALE, 0.0, 1.0).astype(np.float32)
         p = float(self.p_hotdog_logits(logits)[0])
         return Explanation(rgb[0], saliency, self.verdict(p), method="gradcam")
+
+    def photo_warnings(self, image: Image.Image, explanation: Explanation) -> tuple[str, ...]:
+        """What about the photo itself makes its verdict less trustworthy, in words a person
+        can act on. ``image`` is ``load_image``'s result (its ``info["original_size"]`` is the
+        photo's own size, before any reduced decode); ``explanation`` is ``explain``'s."""
+        found = []
+        width, height = image.info.get("original_size", image.size)
+        if min(width, height) < TINY_SIDE:
+            found.append(
+                f"This photo is only {width}×{height} pixels: too small to judge reliably. "
+                "A bigger photo gives a better answer."
+            )
+        seen = explanation.image.astype(np.int16)
+        if float(np.std(seen)) < UNIFORM_STD:
+            found.append("This photo is nearly blank: there is little in it to judge.")
+        elif not self.preprocess.grayscale and float(np.abs(np.diff(seen, axis=-1)).mean()) < (
+            GRAY_CHROMA
+        ):
+            found.append(
+                "This photo is black and white. This model judges colour too (a hotdog's reds "
+                "and browns), so it is less sure without it: a colour photo gives a better "
+                "answer."
+            )
+        return tuple(found)
 
     def __repr__(self) -> str:
         return f"Classifier({self.name!r}, input={self.preprocess.size}px)"

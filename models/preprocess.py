@@ -37,8 +37,12 @@ try:  # HEIC/HEIF (iPhone photos) when the optional plugin is installed
     import pillow_heif  # type: ignore[import-not-found]
 
     pillow_heif.register_heif_opener()
+    HEIF_SUPPORTED = True
 except ImportError:  # pragma: no cover - depends on the environment
-    pass
+    HEIF_SUPPORTED = False
+
+#: The photo formats a person may hand in, by file extension, as shown to them.
+PHOTO_FORMATS = ("JPG", "PNG", "WEBP", "GIF", "BMP", "TIFF") + (("HEIC",) if HEIF_SUPPORTED else ())
 
 ImageSource = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes] | Image.Image
 
@@ -140,6 +144,9 @@ def load_image(source: ImageSource, *, draft_size: int | None = None) -> Image.I
         keeping both sides >= ``draft_size`` (much faster for big photos; the final resize
         then does the rest). Other formats are decoded at full size.
 
+    The returned image's ``info["original_size"]`` is the photo's own ``(width, height)``,
+    upright, whatever the draft decode shrank it to.
+
     Raises ``ImageError`` (a ``ValueError``) with a one-line message for a missing or empty
     file, data that is not an image, an image over ``MAX_PIXELS``, or a truncated / corrupt one.
     """
@@ -147,7 +154,7 @@ def load_image(source: ImageSource, *, draft_size: int | None = None) -> Image.I
         _check_size(source.size)
         try:
             # No draft here: draft() would mutate the caller's image.
-            return _finish(source)
+            return _finish(source, source.size)
         except ImageError:
             raise
         except Exception as exc:
@@ -170,9 +177,10 @@ def load_image(source: ImageSource, *, draft_size: int | None = None) -> Image.I
     try:
         with img:
             _check_size(img.size)
+            stored_size = img.size
             if draft_size is not None and img.format in ("JPEG", "MPO"):
                 img.draft("RGB", (draft_size, draft_size))
-            return _finish(img)
+            return _finish(img, stored_size)
     except ImageError:
         raise
     except Exception as exc:
@@ -229,15 +237,23 @@ def _read_path(path: Path) -> bytes:
         raise ImageError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
-def _finish(img: Image.Image) -> Image.Image:
-    """Apply EXIF orientation and convert to RGB, as a new image (``img`` is left untouched)."""
+#: EXIF orientations that turn the stored image by 90 degrees (width and height swap).
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+def _finish(img: Image.Image, stored_size: tuple[int, int]) -> Image.Image:
+    """Apply EXIF orientation and convert to RGB, as a new image (``img`` is left untouched);
+    ``info["original_size"]`` is ``stored_size`` (the size before any draft decode), upright."""
     img.load()
     try:
         upright = ImageOps.exif_transpose(img)  # always a new image
+        turned = img.getexif().get(0x0112) in _QUARTER_TURNS
     except Exception:
         # A malformed EXIF block should not make a viewable photo unusable: show it as stored.
-        upright = img.copy()
-    return to_rgb(upright)
+        upright, turned = img.copy(), False
+    rgb = to_rgb(upright)  # a new image: ``upright`` is one
+    rgb.info["original_size"] = stored_size[::-1] if turned else stored_size
+    return rgb
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

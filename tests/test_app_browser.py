@@ -46,9 +46,55 @@ SHIPPED = ROOT / "models" / f"{models.DEFAULT_MODEL}.npz"
 START_TIMEOUT_S = 60
 WAIT_MS = 60_000  # one wait in the page, while nothing else shows progress
 STALL_S = 120  # the eight visitors fail only after this long without a new result
-VERDICT_RE = re.compile(r"^(🌭 Hotdog|Not hotdog|🤔 Not sure)$")
+VERDICT_RE = re.compile(r"^(🌭 Hotdog|🚫 Not hotdog|🤔 Not sure)$")
 P_RE = re.compile(r"^Chance it is a hotdog: (\d+)%$")
 PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+#: Streamlit's own bar across the top of the page: a heading under it is not seen.
+HEADER_PX = 60
+#: The smallest touch target, in CSS pixels (WCAG 2.5.5, Apple's and Google's guidelines).
+TARGET_PX = 44
+
+#: Every control on the page smaller than TARGET_PX either way, as [what, width, height].
+#: Visually hidden inputs (a switch's checkbox: its label is the target), the skip link (it
+#: appears on focus) and widget captions (not controls) are not targets.
+SMALL_TARGETS_JS = """(min) => {
+  const out = [];
+  for (const el of document.querySelectorAll('button, [role=button], summary, a, label')) {
+    if (el.dataset.testid === 'stSkipToContent' || el.dataset.testid === 'stWidgetLabel') continue;
+    const r = el.getBoundingClientRect();
+    if (!r.width || !r.height || getComputedStyle(el).visibility === 'hidden') continue;
+    if (r.width < min || r.height < min)
+      out.push([(el.innerText || el.getAttribute('aria-label') || el.tagName).slice(0, 40),
+                Math.round(r.width), Math.round(r.height)]);
+  }
+  return out;
+}"""
+
+#: WCAG contrast ratio of each element matching a selector: its text colour against the
+#: background it sits on (ancestors' colours blended over white), as [ratio, text].
+CONTRAST_JS = """(selector) => {
+  const parse = (c) => {
+    const v = c.match(/[\\d.]+/g).map(Number);
+    return v.length > 3 ? v : [...v, 1];
+  };
+  const lin = (x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; };
+  const lum = (c) => 0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2]);
+  const background = (el) => {
+    const layers = [];
+    for (let e = el; e; e = e.parentElement) {
+      const c = parse(getComputedStyle(e).backgroundColor);
+      if (c[3] > 0) { layers.push(c); if (c[3] >= 1) break; }
+    }
+    let out = [255, 255, 255];
+    for (const c of layers.reverse()) out = out.map((v, i) => v * (1 - c[3]) + c[i] * c[3]);
+    return out;
+  };
+  return [...document.querySelectorAll(selector)].map((el) => {
+    const a = lum(parse(getComputedStyle(el).color)), b = lum(background(el));
+    return [(Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05), el.innerText.slice(0, 30)];
+  });
+}"""
 
 
 @dataclass(frozen=True)
@@ -150,14 +196,21 @@ def percent(text: str) -> int:
 
 
 def results(page: Any, count: int) -> list[tuple[str, int]]:
-    """Wait for ``count`` results and read ``(verdict, percent)`` for each, in page order."""
+    """Wait for ``count`` result cards and read ``(verdict, percent)`` of each, in page order
+    (the newest first)."""
     probabilities = page.get_by_text(P_RE)
     probabilities.nth(count - 1).wait_for()
-    verdicts = page.locator("h3").filter(has_text=VERDICT_RE)
+    verdicts = page.locator(".verdict h3 .answer")
     texts = [t.strip() for t in verdicts.all_inner_texts()]
     ps = [percent(t) for t in probabilities.all_inner_texts()]
     assert len(texts) == len(ps) == count, (texts, ps)
+    assert all(VERDICT_RE.match(t) for t in texts), texts
     return list(zip(texts, ps, strict=True))
+
+
+def photo_names(page: Any) -> list[str]:
+    """The photo each verdict names, in page order."""
+    return [t.strip() for t in page.locator(".verdict h3 .photo").all_inner_texts()]
 
 
 def settle(page: Any) -> None:
@@ -166,21 +219,77 @@ def settle(page: Any) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def newest_heading_on_screen(page: Any, viewport: dict[str, int], name: str) -> None:
+    """The newest card's verdict heading names ``name`` and lies wholly on screen, below
+    Streamlit's own top bar."""
+    heading = page.locator(".st-key-verdict-0 .verdict h3")
+    page.locator(".st-key-verdict-0 .verdict .photo").filter(has_text=name).wait_for()
+    settle(page)
+    page.wait_for_timeout(300)  # the scroll into view is instant; layout may settle after it
+    box = heading.bounding_box()
+    assert box is not None
+    assert box["y"] >= HEADER_PX - 20 and box["y"] + box["height"] <= viewport["height"], box
+
+
+def open_page(pw: Any, server: Server, viewport: dict[str, int]) -> Any:
+    """A new browser at ``viewport`` (a touch phone at PHONE) on the app; ``(browser, page)``."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+    phone = viewport == PHONE
+    page = browser.new_page(viewport=viewport, is_mobile=phone, has_touch=phone)
+    page.set_default_timeout(WAIT_MS)
+    page.goto(server.url)
+    page.get_by_text("or try an example").wait_for()
+    return browser, page
+
+
 def test_upload_two_photos_and_screenshot(page: Any, server: Server, images: dict) -> None:
     hotdog, cat = images["hotdog.jpg"], images["cat.jpg"]
     page.locator('input[type="file"]').first.set_input_files([hotdog, cat])
     got = results(page, 2)
+    # photos chosen together keep their order
     assert got == [server.expected(hotdog), server.expected(cat)]
-    if server.shipped:  # the drawing may make the pretrained model hesitate (see test_app)
-        assert got[0][0] in ("🌭 Hotdog", "🤔 Not sure") and got[1][0] == "Not hotdog"
-    page.get_by_text("Where it looked").nth(1).wait_for()
+    assert photo_names(page) == ["hotdog.jpg", "cat.jpg"]
+    if server.shipped:
+        assert got[0][0] == "🌭 Hotdog" and got[1][0] == "🚫 Not hotdog"
+    page.get_by_text("Why? See what the model looked at").nth(1).wait_for()
     assert page.locator('[data-testid="stException"]').count() == 0
-    # Streamlit scrolls inside its own container, so the viewport is the picture: make it tall
-    # enough for both results, and wait until the script run is over (no "Stop" button).
-    page.set_viewport_size({"width": 1280, "height": 1500})
+    # on a wide screen the cards sit side by side
+    first, second = (page.locator(f".st-key-verdict-{i}").bounding_box() for i in range(2))
+    assert first and second and abs(first["y"] - second["y"]) < 2 and second["x"] > first["x"]
     settle(page)
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "app.png")
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_a_new_verdict_is_on_screen(
+    tools: Any, server: Server, images: dict, viewport: dict[str, int]
+) -> None:
+    """After three uploads and a fourth added with "+", and after scrolling to the examples
+    and tapping one then another, the newest verdict is on screen without scrolling."""
+    with tools.sync_playwright() as pw:
+        browser, page = open_page(pw, server, viewport)
+        try:
+            files = page.locator('input[type="file"]').first
+            files.set_input_files([images["cat.jpg"], images["coffee.jpg"], images["rocket.jpg"]])
+            results(page, 3)
+            files.set_input_files(images["astronaut.jpg"])  # the uploader's "+": one more
+            newest_heading_on_screen(page, viewport, "astronaut.jpg")
+            assert photo_names(page)[0] == "astronaut.jpg" and len(photo_names(page)) == 4
+            tag = "phone" if viewport == PHONE else "desktop"
+            page.screenshot(path=ARTIFACTS / f"{tag}-fourth.png")
+            # scroll down to the last card, then up to the examples and tap two
+            page.locator(".st-key-verdict-3").scroll_into_view_if_needed()
+            page.locator(".st-key-example").get_by_text("Cat", exact=True).click()
+            newest_heading_on_screen(page, viewport, "example: Cat")
+            page.locator(".st-key-example").get_by_text("Hotdog (drawn)").click()
+            newest_heading_on_screen(page, viewport, "example: Hotdog (drawn)")
+            page.screenshot(path=ARTIFACTS / f"{tag}-example.png")
+            # a single line sums them up
+            summary = page.locator(".summary").inner_text()
+            assert re.fullmatch(r"\d+ \w.*", summary) and "·" in summary, summary
+        finally:
+            browser.close()
 
 
 def test_phone_sees_the_verdict_without_scrolling(
@@ -193,22 +302,19 @@ def test_phone_sees_the_verdict_without_scrolling(
     big = tmp_path / "huge.jpg"
     big.write_bytes(b"\xff\xd8" + b"\0" * (26 * 2**20))
     with tools.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, timeout=WAIT_MS)
+        browser, page = open_page(pw, server, PHONE)
         try:
-            page = browser.new_page(viewport=PHONE, is_mobile=True, has_touch=True)
-            page.set_default_timeout(WAIT_MS)
-            page.goto(server.url)
-            page.get_by_text("or try an example").wait_for()
-            # the uploader states the real limit
-            assert page.get_by_text("25MB per file").first.is_visible()
+            # the uploader states the real limit; the title is one line
+            page.get_by_text("25MB per file").first.wait_for(state="visible")
+            title = page.locator("h1").bounding_box()
+            assert title is not None and title["height"] < 60, title
             page.locator('input[type="file"]').first.set_input_files(images["hotdog.jpg"])
-            heading = page.locator(".st-key-verdict-0 h3")
-            heading.wait_for()
-            settle(page)
-            box = heading.bounding_box()
-            assert box is not None
-            assert box["y"] >= 0 and box["y"] + box["height"] <= PHONE["height"], box
-            assert VERDICT_RE.match(heading.inner_text().strip())
+            newest_heading_on_screen(page, PHONE, "hotdog.jpg")
+            verdict = page.locator(".st-key-verdict-0 .verdict h3 .answer").inner_text()
+            assert VERDICT_RE.match(verdict.strip())
+            # the whole card fits one screen: verdict, chance, photo and the "why" switch
+            card = page.locator(".st-key-verdict-0").bounding_box()
+            assert card is not None and card["height"] <= 560, card
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=ARTIFACTS / "phone.png")
 
@@ -219,9 +325,42 @@ def test_phone_sees_the_verdict_without_scrolling(
                 message.wait_for()
                 assert message.is_visible()
             settle(page)
-            # Streamlit scrolls inside its own container: bring the errors on screen to see them
             page.get_by_text("SVG is a drawing format").scroll_into_view_if_needed()
             page.screenshot(path=ARTIFACTS / "phone-errors.png")
+        finally:
+            browser.close()
+
+
+def test_phone_comparison_fits_and_targets_are_big(
+    tools: Any, server: Server, images: dict
+) -> None:
+    """At 390 px the comparison sits in its photo's card with nothing wider than the card;
+    every control is at least 44x44 px; verdicts, tabs and the "+" read at 4.5:1 or more."""
+    with tools.sync_playwright() as pw:
+        browser, page = open_page(pw, server, PHONE)
+        try:
+            page.locator('input[type="file"]').first.set_input_files(images["cat.jpg"])
+            results(page, 1)
+            page.get_by_text("Compare every model on these photos").click()
+            compare = page.locator(".st-key-verdict-0 .compare")
+            compare.wait_for()
+            settle(page)
+            card = page.locator(".st-key-verdict-0").bounding_box()
+            assert card is not None and card["x"] + card["width"] <= PHONE["width"]
+            for element in page.locator(".st-key-verdict-0 *").all():
+                box = element.bounding_box()
+                if box and box["width"]:
+                    assert box["x"] >= card["x"] - 1, element.inner_text()[:40]
+                    assert box["x"] + box["width"] <= card["x"] + card["width"] + 1, box
+            assert page.evaluate("() => document.documentElement.scrollWidth") <= PHONE["width"]
+            compare.scroll_into_view_if_needed()
+            page.screenshot(path=ARTIFACTS / "phone-compare.png")
+
+            assert page.evaluate(SMALL_TARGETS_JS, TARGET_PX) == []
+
+            checks = ".verdict h3, .st-key-view button[aria-checked=true], [aria-label='Add files']"
+            ratios = page.evaluate(CONTRAST_JS, checks)
+            assert len(ratios) >= 3 and all(ratio >= 4.5 for ratio, _ in ratios), ratios
         finally:
             browser.close()
 
@@ -267,9 +406,8 @@ def test_eight_visitors_at_once(tools: Any, server: Server, images: dict) -> Non
             await page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached")
             await page.wait_for_load_state("networkidle")
             await asyncio.sleep(0.5)
-            file_names = page.get_by_text(re.compile(r"\.(jpg|png)$"))
-            names = [t.strip() for t in await file_names.all_inner_texts()]
-            verdicts = page.locator("h3").filter(has_text=VERDICT_RE)
+            names = [t.strip() for t in await page.locator(".verdict .photo").all_inner_texts()]
+            verdicts = page.locator(".verdict h3 .answer")
             texts = [t.strip() for t in await verdicts.all_inner_texts()]
             ps = [percent(t) for t in await page.get_by_text(P_RE).all_inner_texts()]
             return names, list(zip(texts, ps, strict=True))

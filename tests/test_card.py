@@ -85,3 +85,25 @@ def test_calibration_and_per_source_balanced_accuracy_are_read() -> None:
         "calibration is not an object"
         in ModelCard.from_json({"metrics": {"calibration": [1]}}).problems[0]
     )
+
+
+def test_kind_source_names_and_summary_are_plain_words() -> None:
+    card = ModelCard.from_json(
+        {
+            "architecture": {"type": "efficientnet_lite"},
+            "created": "2026-12-04T01:11:28+00:00",
+            "wall_seconds": 1092.2,
+            "cpu_count": 2,
+            "best_epoch": 3,
+            "epochs_run": 3,
+            "data": {"train": {"sources": {"food101-64": {"hotdog": 1}, "mine": {"hotdog": 2}}}},
+        }
+    )
+    assert card.kind == "ImageNet network, fine-tuned"
+    assert ModelCard.from_json({"architecture": {"type": "?"}}).kind == "a trained classifier"
+    assert [row.plain_name for row in card.sources] == ["Food-101 dishes, small 64-pixel crops",
+                                                        "mine"]  # fmt: skip
+    assert card.training_summary() == (
+        "Trained on 2026-12-04. The training run took 18 min on 2 CPU cores. The weights are "
+        "those after pass 3 of 3 over the training photos."
+    )
