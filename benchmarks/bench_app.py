@@ -264,7 +264,7 @@ def bench_server(folder: Path, big_jpeg: Path, scratch: Path) -> dict[str, Any]:
                 first_paint_s = time.perf_counter() - start
                 present = [p for p in photos if p.is_file()]
                 page.locator('input[type="file"]').first.set_input_files(present)
-                page.get_by_text("What the model sees").nth(len(present) - 1).wait_for()
+                page.get_by_text("Chance it is a hotdog").nth(len(present) - 1).wait_for()
                 page.wait_for_load_state("networkidle")
                 # A second visitor uploads the 12 MP photo; timed from file to verdict.
                 other = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -273,7 +273,7 @@ def bench_server(folder: Path, big_jpeg: Path, scratch: Path) -> dict[str, Any]:
                 other.get_by_text("or try an example").wait_for()
                 clock = time.perf_counter()
                 other.locator('input[type="file"]').first.set_input_files(big_jpeg)
-                other.get_by_text("What the model sees").first.wait_for()
+                other.get_by_text("Chance it is a hotdog").first.wait_for()
                 browser_verdict_s = time.perf_counter() - clock
                 other.wait_for_load_state("networkidle")
                 memory = rss_mb(proc.pid)
@@ -303,7 +303,7 @@ def eight_visitors_mb(browser: Any, url: str, pid: int, photos: list[Path]) -> f
         page.locator('input[type="file"]').first.set_input_files(photos[i % len(photos)])
     peak = 0.0
     for page in pages:
-        page.get_by_text("What the model sees").first.wait_for()
+        page.get_by_text("Chance it is a hotdog").first.wait_for()
         peak = max(peak, rss_mb(pid))
     return max(peak, rss_mb(pid))
 
