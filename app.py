@@ -140,6 +140,9 @@ button, summary, [data-testid="stMainMenuButton"] {
 [data-testid="stCheckbox"] label { min-height: 44px; align-items: center; }
 [data-testid="stElementToolbar"] { display: none; }
 button[aria-label="Add files"] { color: #31333f !important; }
+/* the theme sets one small size for all chart text: keep the neuron graph's own sizes, so its
+   text stays readable when the drawing is shrunk to a phone's width */
+[data-testid="stGraphVizChart"] text[font-size="20.00"] { font-size: 20px !important; }
 </style>
 """
 

@@ -59,7 +59,7 @@ def draw_dot(root: Any, rankdir: str = "LR", fontsize: float = 14.0) -> str:
         if node._op:
             op_label = _escape_string(_readable_op(str(node._op)))
             lines.append(
-                f'  {name}_op [shape=ellipse, label="{op_label}", fontsize=10, '
+                f'  {name}_op [shape=ellipse, label="{op_label}", fontsize={fontsize:g}, '
                 "width=0.3, height=0.3, margin=0.02];"
             )
             lines.append(f"  {name}_op -> {name};")

@@ -335,7 +335,8 @@ def test_phone_comparison_fits_and_targets_are_big(
     tools: Any, server: Server, images: dict
 ) -> None:
     """At 390 px the comparison sits in its photo's card with nothing wider than the card;
-    every control is at least 44x44 px; verdicts, tabs and the "+" read at 4.5:1 or more."""
+    every control is at least 44x44 px; verdicts, tabs and the "+" read at 4.5:1 or more; the
+    neuron graph's text is at least 10 px tall."""
     with tools.sync_playwright() as pw:
         browser, page = open_page(pw, server, PHONE)
         try:
@@ -361,6 +362,13 @@ def test_phone_comparison_fits_and_targets_are_big(
             checks = ".verdict h3, .st-key-view button[aria-checked=true], [aria-label='Add files']"
             ratios = page.evaluate(CONTRAST_JS, checks)
             assert len(ratios) >= 3 and all(ratio >= 4.5 for ratio, _ in ratios), ratios
+
+            # the one-neuron graph is shrunk to the phone's width, its text still readable
+            page.locator(".st-key-view").get_by_text("How it works").click()
+            text = page.locator('[data-testid="stGraphVizChart"] text').filter(has_text="data")
+            text.first.wait_for()
+            heights = [box["height"] for t in text.all() if (box := t.bounding_box())]
+            assert heights and min(heights) >= 10, heights
         finally:
             browser.close()
 
