@@ -225,8 +225,9 @@ class Value:
     def backward(self) -> None:
         """Set ``self.grad = 1`` and accumulate d(self)/d(node) into every node's ``grad``.
 
-        Gradients add to what is already there (call ``zero_grad`` between steps), so a node used
-        several times receives the sum of its contributions. The topological sort is iterative:
+        Gradients add to what is already there (set each parameter's ``grad`` back to 0 between
+        steps, or call ``zero_grad()`` on a ``micrograd.nn`` module), so a node used several
+        times receives the sum of its contributions. The topological sort is iterative:
         graph depth is limited by memory, not by the recursion limit.
         """
         topo = toposort(self, _inputs)

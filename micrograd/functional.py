@@ -4,9 +4,10 @@ Images are NCHW, convolution weights are ``(out_channels, in_channels, kh, kw)``
 are compositions of the primitives in ``micrograd.tensor``; a few are fused into one ``Function``
 each because they dominate training time or need special care for numerical stability:
 ``conv2d`` (a sum of shifted matrix products on channels-last rows; depthwise as one einsum over
-the kernel offsets' windows; either with the ReLU or ReLU6 after it), ``batch_norm`` (likewise)
-and ``log_softmax``. Arrays behind NCHW tensors are stored channels-last where an op makes
-them, so the next conv or batch norm reads them without a transpose copy.
+the kernel offsets' windows; either with the ReLU or ReLU6 after it), ``batch_norm`` (likewise),
+``relu6``, ``log_softmax`` and the sliding windows behind ``max_pool2d`` and ``avg_pool2d``.
+Arrays behind NCHW tensors are stored channels-last where an op makes them, so the next conv or
+batch norm reads them without a transpose copy.
 """
 
 from __future__ import annotations

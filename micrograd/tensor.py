@@ -3,8 +3,11 @@
 The design follows ``torch.autograd.Function``: every primitive op is a ``Function`` subclass whose
 ``forward`` computes the result from raw arrays and saves what its ``backward`` needs, and whose
 ``backward`` turns the gradient of the output into gradients of the inputs. Forward and backward
-sit side by side, one class per op. Everything else (sub, div, mean, tanh from sigmoid, softmax,
-losses, pooling...) is composed from these primitives, so each derivative is written once.
+sit side by side, one class per op. Everything else (sub, div, mean, tanh from sigmoid, softmax
+from log-softmax, the losses...) is composed from these primitives, so each derivative is
+written once. ``micrograd.functional`` adds a few fused Functions of its own where composing
+would cost too much time or memory: convolution, BatchNorm, log-softmax and the sliding windows
+behind pooling.
 
 Broadcasting works everywhere; a single helper, ``unbroadcast``, sums a gradient back to the
 shape of the input it belongs to.

@@ -1,13 +1,14 @@
 """Networks built from a JSON-able config dict, so a model card fully describes its model.
 
-Two families:
+Three families:
 
 - ``{"type": "resnet", "channels": [c1, c2, c3], "stem": c0, "stem_stride": s, "dropout": p}``:
   a small residual CNN for ``(N, 3, H, W)`` images. A 3x3 stem that halves the resolution
-  (stride 2, or stride 1 followed by 2x2 max pooling), then per stage a stride-2 downsampling
-  conv and one residual block (two 3x3 convs with BatchNorm and an identity shortcut), then
-  global average pooling and a linear classifier. Global pooling makes it indifferent to where
-  in the frame the hotdog is, and it works for any input size.
+  (stride 2, or stride 1 followed by 2x2 max pooling), then per stage one residual block (two
+  3x3 convs with BatchNorm and an identity shortcut), with a stride-2 downsampling conv before
+  it in every stage but the first (which gets a stride-1 conv only where its width differs from
+  the stem's), then global average pooling and a linear classifier. Global pooling makes it
+  indifferent to where in the frame the hotdog is, and it works for any input size.
 - ``{"type": "mlp", "in_features": d, "hidden": [h1, h2], "dropout": p}``: the original approach,
   a multi-layer perceptron over flattened (usually grayscale) pixels ``(N, C, H, W) -> (N, d)``.
 - ``{"type": "efficientnet_lite", "num_classes": k, "dropout": p}``: EfficientNet-Lite0, the
