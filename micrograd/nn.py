@@ -16,6 +16,7 @@ import numpy as np
 from micrograd import functional as F
 from micrograd.backend import DEFAULT_DTYPE, to_numpy, xp
 from micrograd.engine import Value
+from micrograd.kernels.common import _out_size
 from micrograd.tensor import Tensor
 
 # Scalar networks on Value (Karpathy's micrograd API)
@@ -470,7 +471,7 @@ def conv_bn(x: Tensor, conv: Conv2d, bn: _BatchNorm) -> Tensor:
     n, _, h, w = x.shape
     _, per_group, kh, kw = conv.weight.shape
     p, s = conv.padding, conv.stride
-    pixels = n * F._out_size(h, kh, s, p) * F._out_size(w, kw, s, p)
+    pixels = n * _out_size(h, kh, s, p) * _out_size(w, kw, s, p)
     if pixels < per_group * kh * kw:
         return bn(conv(x))
     mean, var = bn.running_mean, bn.running_var

@@ -1,13 +1,14 @@
 """Tensor: reverse-mode autograd over n-dimensional arrays.
 
-The design follows ``torch.autograd.Function``: every primitive op is a ``Function`` subclass whose
+The design follows ``torch.autograd.Function``: every primitive op is a ``Function`` subclass
+named ``...Op`` (``AddOp``, ``ReLUOp``: never the name of a ``micrograd.nn`` module) whose
 ``forward`` computes the result from raw arrays and saves what its ``backward`` needs, and whose
 ``backward`` turns the gradient of the output into gradients of the inputs. Forward and backward
 sit side by side, one class per op. Everything else (sub, div, mean, tanh from sigmoid, softmax
 from log-softmax, the losses...) is composed from these primitives, so each derivative is
-written once. ``micrograd.functional`` adds a few fused Functions of its own where composing
-would cost too much time or memory: convolution, BatchNorm, log-softmax and the sliding windows
-behind pooling.
+written once. A few fused Functions live elsewhere, where composing would cost too much time or
+memory: convolution and BatchNorm in ``micrograd.kernels``, log-softmax and the sliding windows
+behind pooling in ``micrograd.functional``.
 
 Broadcasting works everywhere; a single helper, ``unbroadcast``, sums a gradient back to the
 shape of the input it belongs to.
@@ -246,16 +247,16 @@ class Tensor:
 
     # ------------------------------------------------------------------ arithmetic
     def __add__(self, other: Tensor | Scalar) -> Tensor:
-        return Add.apply(self, _lift(other, self))
+        return AddOp.apply(self, _lift(other, self))
 
     def __mul__(self, other: Tensor | Scalar) -> Tensor:
-        return Mul.apply(self, _lift(other, self))
+        return MulOp.apply(self, _lift(other, self))
 
     def __pow__(self, exponent: Tensor | Scalar) -> Tensor:
-        return Pow.apply(self, _lift(exponent, self))
+        return PowOp.apply(self, _lift(exponent, self))
 
     def __rpow__(self, base: Scalar) -> Tensor:
-        return Pow.apply(_lift(base, self), self)
+        return PowOp.apply(_lift(base, self), self)
 
     def __neg__(self) -> Tensor:
         return self * -1.0
@@ -281,10 +282,10 @@ class Tensor:
         return _lift(other, self) / self
 
     def __matmul__(self, other: Tensor) -> Tensor:
-        return MatMul.apply(self, other)
+        return MatMulOp.apply(self, other)
 
     def __rmatmul__(self, other: Any) -> Tensor:
-        return MatMul.apply(_lift(other, self), self)
+        return MatMulOp.apply(_lift(other, self), self)
 
     # comparisons give plain boolean arrays, elementwise like PyTorch's: they have no gradient.
     # Tensors are told apart by identity (``is``, ``id``), never by ``==``.
@@ -308,16 +309,16 @@ class Tensor:
 
     # ------------------------------------------------------------------ elementwise
     def exp(self) -> Tensor:
-        return Exp.apply(self)
+        return ExpOp.apply(self)
 
     def log(self) -> Tensor:
-        return Log.apply(self)
+        return LogOp.apply(self)
 
     def sqrt(self) -> Tensor:
         return self**0.5
 
     def relu(self) -> Tensor:
-        return ReLU.apply(self)
+        return ReLUOp.apply(self)
 
     def leaky_relu(self, negative_slope: float = 0.01) -> Tensor:
         return self.relu() - (-self).relu() * negative_slope
@@ -326,19 +327,19 @@ class Tensor:
         return self.relu() + (-self).relu()
 
     def sigmoid(self) -> Tensor:
-        return Sigmoid.apply(self)
+        return SigmoidOp.apply(self)
 
     def tanh(self) -> Tensor:
         return (self * 2.0).sigmoid() * 2.0 - 1.0
 
     def clip(self, min: float | None = None, max: float | None = None) -> Tensor:
-        return Clip.apply(self, low=min, high=max)
+        return ClipOp.apply(self, low=min, high=max)
 
     clamp = clip
 
     # ------------------------------------------------------------------ reductions
     def sum(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        return Sum.apply(self, axis=_axes(axis), keepdims=keepdims)
+        return SumOp.apply(self, axis=_axes(axis), keepdims=keepdims)
 
     def mean(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         axes = _axes(axis)
@@ -346,7 +347,7 @@ class Tensor:
         return self.sum(axes, keepdims) * (1.0 / count)
 
     def max(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
-        return Max.apply(self, axis=_axes(axis), keepdims=keepdims)
+        return MaxOp.apply(self, axis=_axes(axis), keepdims=keepdims)
 
     def var(self, axis: int | Sequence[int] | None = None, keepdims: bool = False) -> Tensor:
         """Biased variance (divides by n), as used by batch norm."""
@@ -360,7 +361,7 @@ class Tensor:
     def reshape(self, *shape: Any) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], tuple | list):
             shape = tuple(shape[0])
-        return Reshape.apply(self, shape=shape)
+        return ReshapeOp.apply(self, shape=shape)
 
     view = reshape
 
@@ -370,7 +371,7 @@ class Tensor:
     def permute(self, *dims: int) -> Tensor:
         if len(dims) == 1 and isinstance(dims[0], tuple | list):
             dims = tuple(dims[0])
-        return Permute.apply(self, dims=dims)
+        return PermuteOp.apply(self, dims=dims)
 
     def transpose(self, dim0: int = -2, dim1: int = -1) -> Tensor:
         """Swap two axes (PyTorch's ``transpose``); with no arguments, the last two."""
@@ -381,11 +382,11 @@ class Tensor:
         return self.permute(*dims)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return GetItem.apply(self, index=_raw_index(index))
+        return GetItemOp.apply(self, index=_raw_index(index))
 
     def pad(self, pad_width: Sequence[tuple[int, int]], value: float = 0.0) -> Tensor:
         """Constant padding; ``pad_width`` is numpy-style, one (before, after) per axis."""
-        return Pad.apply(self, pad_width=tuple(tuple(p) for p in pad_width), value=value)
+        return PadOp.apply(self, pad_width=tuple(tuple(p) for p in pad_width), value=value)
 
 
 # ---------------------------------------------------------------------- helpers
@@ -450,7 +451,7 @@ def _expand_reduced(grad: Array, shape: tuple[int, ...], axis: Any, keepdims: bo
 
 
 # ---------------------------------------------------------------------- primitives
-class Add(Function):
+class AddOp(Function):
     def forward(self, a: Array, b: Array) -> Array:
         return a + b
 
@@ -458,7 +459,7 @@ class Add(Function):
         return grad, grad
 
 
-class Mul(Function):
+class MulOp(Function):
     def forward(self, a: Array, b: Array) -> Array:
         self.a, self.b = a, b
         return a * b
@@ -470,7 +471,7 @@ class Mul(Function):
         )
 
 
-class Pow(Function):
+class PowOp(Function):
     """``a ** b`` elementwise, with PyTorch's values and gradients at the domain's edges:
     a negative base with an integer exponent is fine (``(-2) ** 2 == 4``); the gradient for
     the base is 0 wherever the exponent is 0 (even at base 0); the gradient for the exponent
@@ -495,7 +496,7 @@ class Pow(Function):
         return da, db
 
 
-class MatMul(Function):
+class MatMulOp(Function):
     """``a @ b``, batched over leading axes like ``numpy.matmul``; 1-D operands as in numpy."""
 
     def forward(self, a: Array, b: Array) -> Array:
@@ -520,7 +521,7 @@ class MatMul(Function):
         return ga, gb
 
 
-class Exp(Function):
+class ExpOp(Function):
     def forward(self, x: Array) -> Array:
         self.out = xp.exp(x)
         return self.out
@@ -529,7 +530,7 @@ class Exp(Function):
         return (grad * self.out,)
 
 
-class Log(Function):
+class LogOp(Function):
     def forward(self, x: Array) -> Array:
         self.x = x
         return xp.log(x)
@@ -538,7 +539,7 @@ class Log(Function):
         return (grad / self.x,)
 
 
-class ReLU(Function):
+class ReLUOp(Function):
     def forward(self, x: Array) -> Array:
         # numpy clips between two bounds in SIMD: 2x faster than maximum(x, 0), same values
         self.out = xp.clip(x, 0, xp.inf)
@@ -548,7 +549,7 @@ class ReLU(Function):
         return (grad * (self.out > 0),)
 
 
-class Sigmoid(Function):
+class SigmoidOp(Function):
     """1 / (1 + e^-x), computed without overflow for large |x|."""
 
     def forward(self, x: Array) -> Array:
@@ -560,7 +561,7 @@ class Sigmoid(Function):
         return (grad * self.out * (1 - self.out),)
 
 
-class Clip(Function):
+class ClipOp(Function):
     def forward(self, x: Array, low: float | None, high: float | None) -> Array:
         self.inside = xp.ones(x.shape, dtype=bool)
         if low is not None:
@@ -573,7 +574,7 @@ class Clip(Function):
         return (grad * self.inside,)
 
 
-class Sum(Function):
+class SumOp(Function):
     def forward(self, x: Array, axis: tuple[int, ...] | None, keepdims: bool) -> Array:
         self.shape, self.axis, self.keepdims = x.shape, axis, keepdims
         return x.sum(axis=axis, keepdims=keepdims)
@@ -583,7 +584,7 @@ class Sum(Function):
         return (xp.broadcast_to(g, self.shape),)
 
 
-class Max(Function):
+class MaxOp(Function):
     """Maximum over axes. The gradient goes to the first maximal element of each reduced block
     (in C order), as PyTorch's ``max_pool2d`` and ``max(dim)`` do.
 
@@ -639,7 +640,7 @@ class Max(Function):
         return (xp.moveaxis(dfront, tuple(range(front)), self.axes),)
 
 
-class Reshape(Function):
+class ReshapeOp(Function):
     def forward(self, x: Array, shape: tuple[int, ...]) -> Array:
         self.shape = x.shape
         return x.reshape(shape)
@@ -648,7 +649,7 @@ class Reshape(Function):
         return (grad.reshape(self.shape),)
 
 
-class Permute(Function):
+class PermuteOp(Function):
     def forward(self, x: Array, dims: tuple[int, ...]) -> Array:
         self.dims = tuple(d % x.ndim for d in dims)  # argsort inverts only non-negative dims
         return x.transpose(self.dims)
@@ -657,7 +658,7 @@ class Permute(Function):
         return (grad.transpose(xp.argsort(xp.asarray(self.dims)).tolist()),)
 
 
-class GetItem(Function):
+class GetItemOp(Function):
     def forward(self, x: Array, index: Any) -> Array:
         self.shape, self.dtype, self.index = x.shape, x.dtype, index
         return x[index]
@@ -668,7 +669,7 @@ class GetItem(Function):
         return (out,)
 
 
-class Pad(Function):
+class PadOp(Function):
     def forward(self, x: Array, pad_width: tuple[tuple[int, int], ...], value: float) -> Array:
         self.slices = tuple(slice(b, b + n) for (b, _), n in zip(pad_width, x.shape, strict=True))
         return xp.pad(x, pad_width, constant_values=value)
@@ -677,7 +678,7 @@ class Pad(Function):
         return (grad[self.slices],)
 
 
-class Concatenate(Function):
+class ConcatenateOp(Function):
     def forward(self, *arrays: Array, axis: int) -> Array:
         self.axis = axis
         self.bounds = xp.cumsum(xp.asarray([a.shape[axis] for a in arrays]))[:-1].tolist()
@@ -689,7 +690,7 @@ class Concatenate(Function):
 
 def concatenate(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     """Join tensors along ``axis`` (``torch.cat``)."""
-    return Concatenate.apply(*tensors, axis=axis)
+    return ConcatenateOp.apply(*tensors, axis=axis)
 
 
 cat = concatenate
@@ -701,7 +702,7 @@ def stack(tensors: Sequence[Tensor], axis: int = 0) -> Tensor:
     return concatenate([t.reshape(*t.shape[:axis], 1, *t.shape[axis:]) for t in tensors], axis)
 
 
-class Where(Function):
+class WhereOp(Function):
     """``condition ? a : b``. A primitive rather than ``a*m + b*(1-m)``: an inf or nan in the
     branch not taken (``where(x > 0, x.log(), 0)``) must not leak into the result as ``0*inf``."""
 
@@ -719,7 +720,7 @@ class Where(Function):
 
 def where(condition: Any, a: Tensor, b: Tensor | Scalar) -> Tensor:
     """``condition ? a : b`` elementwise (``torch.where``); all three broadcast together."""
-    return Where.apply(a, _lift(b, a), condition=xp.asarray(_raw(condition), dtype=bool))
+    return WhereOp.apply(a, _lift(b, a), condition=xp.asarray(_raw(condition), dtype=bool))
 
 
 def tensor(data: Any, requires_grad: bool = False, dtype: Any = DEFAULT_DTYPE) -> Tensor:

@@ -14,7 +14,12 @@ import numpy as np
 import pytest
 
 import micrograd.functional as F
+import micrograd.kernels.batchnorm as kernel_batchnorm
+import micrograd.kernels.common as kernel_common
+import micrograd.kernels.conv as kernel_conv
 from micrograd import Tensor
+from micrograd.kernels.common import _scratch
+from micrograd.kernels.conv import Conv2dOp
 from tests.conftest import optional_import
 from tests.gradcheck import compare_with_torch, gradcheck
 
@@ -218,9 +223,9 @@ def test_same_conv2d_in_float32(k: int, blas: bool, torch: Any, monkeypatch: Any
     """The shifted-product convolution in float32 (BLAS sgemm accumulating in place, or the
     numpy fallback), on a channels-last input as a network hands it over, against PyTorch;
     the weight gradient summed over blocks of 50 rows (a last, shorter block included)."""
-    monkeypatch.setattr(F, "DW_ROWS", 50)
+    monkeypatch.setattr(kernel_conv, "DW_ROWS", 50)
     if not blas:
-        monkeypatch.setattr(F, "_gemm", lambda dtype: None)
+        monkeypatch.setattr(kernel_common, "_gemm", lambda dtype: None)
     rng = np.random.default_rng(k)
     x = rng.standard_normal((3, 5, 9, 7), dtype=np.float32)
     w = rng.standard_normal((6, 5, k, k), dtype=np.float32) * 0.3
@@ -340,7 +345,7 @@ def test_batch_norm(
     """Against torch's batch_norm (then relu / relu6) and central differences, in one block or
     in blocks of 7 floats (2 rows of 3 channels, and a shorter last block)."""
     if block:
-        monkeypatch.setattr(F, "ELEMENTWISE_BLOCK", block)
+        monkeypatch.setattr(kernel_batchnorm, "ELEMENTWISE_BLOCK", block)
     c = shape[1]
     mean0, var0 = randn(c, seed=7) * 0.3, np.abs(randn(c, seed=8)) + 0.5
     after = {None: lambda t: t, "relu": torch.relu, "relu6": torch.nn.functional.relu6}
@@ -377,7 +382,7 @@ def test_batch_norm_running_stats_match_torch(
 ) -> None:
     """Batch statistics merged over blocks (Chan et al.) are as exact as one pass."""
     if block:
-        monkeypatch.setattr(F, "ELEMENTWISE_BLOCK", block)
+        monkeypatch.setattr(kernel_batchnorm, "ELEMENTWISE_BLOCK", block)
     c = shape[1]
     reference = getattr(torch.nn, module)(c, momentum=0.1, eps=1e-5).double()
     running_mean, running_var = np.zeros(c), np.ones(c)
@@ -600,18 +605,18 @@ def test_conv2d_results_are_never_buffers_of_the_scratch_pool(
     rng = np.random.default_rng(0)
     x = rng.standard_normal((2, 3, 6, 7), dtype=np.float32)
     w = rng.standard_normal((4, 3, k, k), dtype=np.float32)
-    conv = F.Conv2d()
+    conv = Conv2dOp()
     conv.needs_grad = (True, True)
     out = conv.forward(x, w, stride=stride, padding=padding)
     dx, dw = conv.backward(np.ones_like(out))
     conv.release()
-    pooled = [b for spares in F._scratch.free.values() for b in spares]
+    pooled = [b for spares in _scratch.free.values() for b in spares]
     for result in (out, dx, dw):
         assert not any(np.shares_memory(result, b) for b in pooled)
 
 
 def test_scratch_pool_is_bounded_and_reuses_buffers() -> None:
-    from micrograd.functional import _Scratch
+    from micrograd.kernels.common import _Scratch
 
     pool = _Scratch(keep=2, max_bytes=3 * 800)
     a = pool.take((10, 10), np.float64)  # 800 bytes

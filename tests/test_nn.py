@@ -460,7 +460,7 @@ def test_conv_bn_is_the_two_layers_in_a_row(
     out, out_torch = ours(xt), theirs(xt_torch)
     np.testing.assert_allclose(out.data, out_torch.detach().numpy(), atol=1e-9)
     last_op = type(out._ctx).__name__  # one conv op where folded, the BatchNorm after otherwise
-    assert (last_op != "BatchNorm") == (folds and mode != "train")
+    assert (last_op != "BatchNormOp") == (folds and mode != "train")
     if activation is not None:  # the activation clipped somewhere, so its mask is exercised
         assert (out.data == 0).any()
     weights = rng.standard_normal(out.shape)

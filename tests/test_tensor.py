@@ -19,6 +19,7 @@ import pytest
 import micrograd.tensor as tensor_module
 from micrograd import Tensor, no_grad
 from micrograd.engine import Value
+from micrograd.kernels.conv import Conv2dOp
 from micrograd.tensor import concatenate, ones, stack, unbroadcast, where, zeros
 from tests.conftest import optional_import
 from tests.gradcheck import compare_with_torch, gradcheck
@@ -574,13 +575,13 @@ def test_backward_to_chosen_inputs_skips_the_branches_that_do_not_lead_there(
     import micrograd.functional as F
 
     seen: list[tuple[bool, ...]] = []
-    original = F.Conv2d.backward
+    original = Conv2dOp.backward
 
     def spy(self: Any, grad: Any) -> Any:
         seen.append(self.needs_grad)
         return original(self, grad)
 
-    monkeypatch.setattr(F.Conv2d, "backward", spy)
+    monkeypatch.setattr(Conv2dOp, "backward", spy)
     x = Tensor(np.random.default_rng(0).standard_normal((1, 2, 5, 5)), requires_grad=True)
     w = Tensor(np.random.default_rng(1).standard_normal((3, 2, 3, 3)), requires_grad=True)
     F.conv2d(F.conv2d(x, w[:, :, :, :], padding=1)[:, :2], w, padding=1).sum().backward(inputs=[x])
