@@ -8,6 +8,7 @@ here.
 from __future__ import annotations
 
 import itertools
+from typing import NamedTuple
 
 from micrograd.backend import xp
 from micrograd.kernels.common import Activated, _matmul, _out_size, _scratch
@@ -19,6 +20,29 @@ from micrograd.tensor import Array
 DW_ROWS = 4096
 
 Tap = tuple[int, int, int]  # kernel row i, kernel column j, row offset in the phase image
+
+
+class ConvGeometry(NamedTuple):
+    """The sizes a convolution's forward and backward share, named as in ``Conv2dOp``.
+
+    Input ``(n, c, height, width)``, weight ``(o, c, kh, kw)``, output ``ho x wo``; each phase
+    image is laid out on an ``hs x ws`` grid per image, after ``lead`` zero rows.
+    """
+
+    n: int
+    c: int
+    height: int
+    width: int
+    o: int
+    kh: int
+    kw: int
+    stride: int
+    padding: int
+    ho: int
+    wo: int
+    hs: int
+    ws: int
+    lead: int
 
 
 class Conv2dOp(Activated):
@@ -69,7 +93,7 @@ class Conv2dOp(Activated):
             hs, ws, lead = h + p, wd + p, p * (wd + p) + p
         else:  # each phase on a grid with its own zero border
             hs, ws, lead = ho + (kh - 1) // s, wo + (kw - 1) // s, 0
-        self.geometry = (x.shape, w.shape, s, p, ho, wo, hs, ws, lead)
+        self.geometry = ConvGeometry(n, c, h, wd, o, kh, kw, s, p, ho, wo, hs, ws, lead)
         taps = self._taps()
         self.phases = self._phase_images(x.transpose(0, 2, 3, 1), taps)
         # tap (i, j)'s (C, O) matrix is [i, j]: copied so each is contiguous, except a 1x1
@@ -88,7 +112,7 @@ class Conv2dOp(Activated):
 
     def _taps(self) -> dict[tuple[int, int], list[Tap]]:
         """Per phase ``(a, b)``: its kernel taps ``(i, j)`` and their row offsets on the grid."""
-        _, (_, _, kh, kw), s, _, _, _, _, ws, _ = self.geometry
+        kh, kw, s, ws = self.geometry.kh, self.geometry.kw, self.geometry.stride, self.geometry.ws
         taps: dict[tuple[int, int], list[Tap]] = {}
         for i in range(kh):
             for j in range(kw):
@@ -98,8 +122,9 @@ class Conv2dOp(Activated):
     def _phase_slices(self, a: int, b: int) -> tuple[tuple[slice, slice], tuple[slice, slice]]:
         """Phase ``(a, b)``: where in each image's ``Hs x Ws`` block the input pixels lie (the
         rest is zeros), and which pixels of the ``(N, H, W, C)`` input those are."""
-        (_, _, h, wd), _, s, p, _, _, hs, ws, lead = self.geometry
-        if lead or (s, p) == (1, 0):  # stride 1: the whole input, at the top left
+        g = self.geometry
+        h, wd, s, p = g.height, g.width, g.stride, g.padding
+        if g.lead or (s, p) == (1, 0):  # stride 1: the whole input, at the top left
             return (slice(0, h), slice(0, wd)), (slice(None), slice(None))
 
         def axis(a: int, size: int, grid: int) -> tuple[slice, slice]:
@@ -108,7 +133,7 @@ class Conv2dOp(Activated):
             first = s * lo + a - p
             return slice(lo, hi), slice(first, first + s * (hi - lo), s)
 
-        (grid_rows, rows), (grid_cols, cols) = axis(a, h, hs), axis(b, wd, ws)
+        (grid_rows, rows), (grid_cols, cols) = axis(a, h, g.hs), axis(b, wd, g.ws)
         return (grid_rows, grid_cols), (rows, cols)
 
     def _phase_images(
@@ -116,8 +141,9 @@ class Conv2dOp(Activated):
     ) -> dict[tuple[int, int], Array]:
         """``x (N, H, W, C)`` -> for each phase of ``taps``, the rows ``X (lead + N*Hs*Ws, C)``
         of the docstring (a scratch buffer; ``x`` itself for a stride-1 conv without padding)."""
-        (n, c, _, _), _, s, p, _, _, hs, ws, lead = self.geometry
-        if s == 1 and p == 0:
+        g = self.geometry
+        n, c, hs, ws, lead = g.n, g.c, g.hs, g.ws, g.lead
+        if (g.stride, g.padding) == (1, 0):
             return {(0, 0): xp.ascontiguousarray(x).reshape(-1, c)}
         images = {}
         for a, b in taps:
@@ -141,10 +167,10 @@ class Conv2dOp(Activated):
         """``out (N*Hs*Ws, O) = bias + Σ over phases and taps of X[q + off] @ by_offset[i, j]``,
         the forward's sum (``by_offset (kh, kw, C, O)``). Rows past the last full slice are
         unset. The bias is where the sum starts: BLAS would otherwise zero ``out`` first."""
-        (n, *_), _, _, _, _, _, hs, ws, _ = self.geometry
+        g = self.geometry
         first_image = next(iter(images.values()))
         span = len(first_image) - max(off for t in taps.values() for *_, off in t)
-        out = _scratch.take((n * hs * ws, by_offset.shape[3]), first_image.dtype)
+        out = _scratch.take((g.n * g.hs * g.ws, by_offset.shape[3]), first_image.dtype)
         first = bias is None
         if bias is not None:
             out[:span] = bias
@@ -155,7 +181,9 @@ class Conv2dOp(Activated):
         return out
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
-        (n, c, h, wd), (o, *_), s, _, ho, wo, hs, ws, lead = self.geometry
+        geo = self.geometry
+        n, c, h, wd, o, s = geo.n, geo.c, geo.height, geo.width, geo.o, geo.stride
+        ho, wo, hs, ws, lead = geo.ho, geo.wo, geo.hs, geo.ws, geo.lead
         grad = self._passed(grad)
         taps = self._taps()
         reach = max(off for ts in taps.values() for *_, off in ts)
@@ -208,7 +236,7 @@ class Conv2dOp(Activated):
         of every kernel row in products ``nj`` times larger than one per tap (the kernel rows
         are the same copy ``Ws`` rows further on). Blocks of ``DW_ROWS`` rows keep it in cache.
         """
-        _, (o, c, kh, kw), *_ = self.geometry
+        o, c, kh, kw = self.geometry.o, self.geometry.c, self.geometry.kh, self.geometry.kw
         dtype, item = g.dtype, g.dtype.itemsize
         dw = xp.empty((o, c, kh, kw), dtype=dtype)
         for ab, ts in taps.items():
@@ -239,8 +267,9 @@ class Conv2dOp(Activated):
         return dw
 
     def release(self) -> None:
-        _, _, s, p, *_ = self.geometry
-        if self.phases is not None and (s, p) != (1, 0):  # scratch buffers, not x itself
+        geo = self.geometry
+        # the phase images are scratch buffers, except x itself for stride 1 without padding
+        if self.phases is not None and (geo.stride, geo.padding) != (1, 0):
             for image in self.phases.values():
                 _scratch.give(image)
         self.phases = None

@@ -4,6 +4,7 @@ kernel offsets' sliding windows (see the class)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import NamedTuple
 
 from micrograd.backend import xp
 from micrograd.kernels.common import Activated, _out_size, _padded, _scratch
@@ -17,6 +18,22 @@ DEPTHWISE_BLOCK = 65536
 
 
 Window = tuple[int, slice, slice]
+
+
+class DepthwiseGeometry(NamedTuple):
+    """Input ``(n, c, height, width)``, a ``kh x kw`` kernel per channel, ``stride``,
+    ``padding``, output ``ho x wo``."""
+
+    n: int
+    c: int
+    height: int
+    width: int
+    kh: int
+    kw: int
+    stride: int
+    padding: int
+    ho: int
+    wo: int
 
 
 def _block_rows(wo: int, c: int) -> int:
@@ -113,11 +130,13 @@ class DepthwiseConv2dOp(Activated):
             _scratch.give(src)
         self.x = x.transpose(0, 2, 3, 1) if self.needs_grad[1] else None  # dW pads it again
         self.taps, self.has_bias = taps, b is not None
-        self.geometry = (x.shape, kh, kw, ho, wo, s, p)
+        self.geometry = DepthwiseGeometry(*x.shape, kh, kw, s, p, ho, wo)
         return self._activate(out.transpose(0, 3, 1, 2), bounds)
 
     def backward(self, grad: Array) -> tuple[Array | None, ...]:
-        (_, _, h, wd), kh, kw, ho, wo, s, p = self.geometry
+        geo = self.geometry
+        h, wd, kh, kw = geo.height, geo.width, geo.kh, geo.kw
+        s, p, ho, wo = geo.stride, geo.padding, geo.ho, geo.wo
         g = self._passed(grad).transpose(0, 2, 3, 1)  # (N, Ho, Wo, C), free for our outputs
         dw = None
         if self.needs_grad[1]:
@@ -147,7 +166,18 @@ class DepthwiseConv2dOp(Activated):
 
     def _scatter(self, g: Array) -> Array:
         """``dx (N, H, W, C)``: ``g * w[:, i, j]`` added back to each offset's input window."""
-        (n, c, h, wd), kh, kw, ho, wo, s, p = self.geometry
+        geo = self.geometry
+        n, c, h, wd, kh, kw, s, p = (
+            geo.n,
+            geo.c,
+            geo.height,
+            geo.width,
+            geo.kh,
+            geo.kw,
+            geo.stride,
+            geo.padding,
+        )
+        ho, wo = geo.ho, geo.wo
         taps = self.taps.reshape(kh * kw, c)
         dpad = xp.zeros((n, h + 2 * p, wd + 2 * p, c), dtype=g.dtype)
         term = xp.empty((min(ho, _block_rows(wo, c)), wo, c), dtype=g.dtype)
