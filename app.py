@@ -818,7 +818,9 @@ photos the network never trained on, so that "N% hotdog" comes true about N% of 
 small engine in `micrograd/`. Each operation remembers its inputs and how a change in its
 output depends on them (its **gradient**); **backward()** walks back through that record to
 find how each weight should move to make the answer less wrong, and training nudges every
-weight that way, photo after photo. Here is that on a single neuron, `tanh(x1·w1 + x2·w2 + b)`
+weight that way, photo after photo. To see what a convolution or a batch norm really computes,
+read `micrograd/reference.py` first: each is a few lines there. Here is the same machinery on a
+single neuron, `tanh(x1·w1 + x2·w2 + b)`
 (**tanh** squashes any number into −1…1), with x1 = 2, x2 = 0, w1 = −3, w2 = 1, b = 6.88: each
 box shows a value (data) and its gradient (grad).
 """
