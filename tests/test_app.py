@@ -413,6 +413,7 @@ class TestPage:
         assert stages.value.loc["decide", "output"] == "2 scores (not hotdog, hotdog)"
         assert any("ResNet(" in c.value for c in app.code)
         words = " ".join(m.value for m in app.markdown)
+        assert "micrograd/reference.py" in words  # where a student reads what a conv is
         for term in ("softmax", "Grad-CAM", "gradient", "backward()", "tanh"):
             assert f"**{term}**" in words, term  # every technical word is explained where used
 
