@@ -64,6 +64,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models
+from micrograd.backend import cpu_count
 from models.architectures import HOTDOG_CNN, build
 from models.io import save_model
 from models.preprocess import PreprocessConfig, load_image
@@ -343,7 +344,7 @@ def main() -> None:
         report |= bench_verdict(folder, data, args.repeats)
         report["per_model"] = bench_models(folder, data, args.repeats)
         report |= bench_server(folder, big_jpeg, scratch)
-    report |= {"model": models.DEFAULT_MODEL, "weights": weights, "cpus": os.cpu_count()}
+    report |= {"model": models.DEFAULT_MODEL, "weights": weights, "cpus": cpu_count()}
 
     print(f"12 MP JPEG ({report['image_mb']} MB), {report['model']} with {weights} weights, "
           f"{report['cpus']} CPUs")  # fmt: skip

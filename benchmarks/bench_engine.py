@@ -128,6 +128,7 @@ import numpy as np  # noqa: E402
 
 import micrograd.functional as F  # noqa: E402
 from micrograd import Tensor, no_grad  # noqa: E402
+from micrograd.backend import cpu_count  # noqa: E402
 from micrograd.nn import Module  # noqa: E402
 from micrograd.optim import Adam  # noqa: E402
 from models.architectures import HOTDOG_CNN, build  # noqa: E402
@@ -533,13 +534,6 @@ def ratio_of(ours: float | None, theirs: float | None) -> float | None:
 
 def _fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:.{digits}f}{unit}"
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def load_average() -> float | None:

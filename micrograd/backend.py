@@ -26,3 +26,11 @@ DEFAULT_DTYPE = xp.float32
 def to_numpy(a: Any) -> numpy.ndarray:
     """Return ``a`` as a numpy array on the host (a no-op for the numpy backend)."""
     return a.get() if hasattr(a, "get") and not isinstance(a, numpy.ndarray) else numpy.asarray(a)
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (a container's or ``taskset``'s limit, not the host's
+    count, where the OS says), at least 1. The one place the project asks."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1

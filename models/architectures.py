@@ -233,6 +233,13 @@ class EfficientNetLite(nn.Module):
 MAX_PARAMETERS = 50_000_000
 
 
+def unknown_architecture(kind: Any) -> ValueError:
+    """The one error for a config whose ``type`` names no network here."""
+    return ValueError(
+        f"unknown architecture type {kind!r} (expected 'resnet', 'mlp' or 'efficientnet_lite')"
+    )
+
+
 def parameter_estimate(config: dict[str, Any]) -> int:
     """About as many parameters as the network of ``config`` would have, never fewer (within
     2x), from the config alone, so absurd configs are refused before anything is allocated;
@@ -259,9 +266,7 @@ def parameter_estimate(config: dict[str, Any]) -> int:
             return total + cin * head + 2 * head + (head + 1) * classes
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"malformed {kind} config ({exc})") from None
-    raise ValueError(
-        f"unknown architecture type {kind!r} (expected 'resnet', 'mlp' or 'efficientnet_lite')"
-    )
+    raise unknown_architecture(kind)
 
 
 def build(config: dict[str, Any]) -> nn.Module:
@@ -278,9 +283,7 @@ def build(config: dict[str, Any]) -> nn.Module:
         return MLP(**params)
     if kind == "efficientnet_lite":
         return EfficientNetLite(**params)
-    raise ValueError(
-        f"unknown architecture type {kind!r} (expected 'resnet', 'mlp' or 'efficientnet_lite')"
-    )
+    raise unknown_architecture(kind)
 
 
 #: The shipped CNN's architecture (benchmarks and training presets use it).

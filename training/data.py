@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from micrograd.backend import cpu_count
 from models.classifier import CLASS_NAMES
 from models.io import atomic_write
 from models.preprocess import REDUCING_GAP, RESAMPLE, ImageError, decode
@@ -345,7 +346,7 @@ def _decode_all(
     jobs = [(str(s.path), size, cache_size) for s in samples]
     total = len(jobs)
     if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+        workers = cpu_count()
     workers = max(1, min(workers, total))
     # Results go straight into the final arrays (no list of per-image arrays held twice).
     images = np.zeros((total, cache_size, cache_size, 3), np.uint8)

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from micrograd import Tensor
+from micrograd.backend import cpu_count
 from micrograd.nn import Module
 from models.architectures import HOTDOG_CNN, build
 from models.classifier import CLASS_NAMES, Classifier
@@ -541,13 +542,6 @@ def _train_and_save(
 def command_line(argv: Sequence[str]) -> str:
     """``python -m training ARGS...`` as one shell-quoted line, for the card."""
     return shlex.join(["python", "-m", "training", *argv])
-
-
-def cpu_count() -> int | None:
-    """CPUs this process may use (a container's limit, not the host's count, where known)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count()
 
 
 __all__ = [
