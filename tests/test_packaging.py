@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import optional_import
+from tests.conftest import STRICT, optional_import
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,7 +32,7 @@ def test_wheel_holds_the_packages_the_weights_and_the_runtime_requirements(
         text=True,
         timeout=300,
     )
-    if proc.returncode != 0 and "No module named" in proc.stderr:
+    if proc.returncode != 0 and "No module named" in proc.stderr and not STRICT:
         pytest.skip(f"cannot build here: {proc.stderr.strip().splitlines()[-1]}")
     assert proc.returncode == 0, proc.stderr
     (wheel,) = (tmp_path / "dist").glob("*.whl")
