@@ -751,6 +751,7 @@ def shipped_app(monkeypatch: pytest.MonkeyPatch) -> AppTest:
     return at
 
 
+@pytest.mark.slow  # loads and runs the shipped models
 class TestShippedModels:
     """The real weights in ``models/`` give the right verdicts on the example images."""
 

@@ -18,6 +18,8 @@ from micrograd import Tensor, no_grad
 from models.architectures import HOTDOG_CNN, build
 from tests.conftest import optional_import
 
+pytestmark = pytest.mark.slow  # runs the benchmark in subprocesses
+
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_engine.py"
 
 

@@ -25,6 +25,8 @@ from models.preprocess import PreprocessConfig, decode, normalize
 from tests.tiny_data import write_image_folder
 from training.metrics import calibration_error
 
+pytestmark = pytest.mark.slow  # runs the CLI in subprocesses, training included
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_ARCH = '{"type": "resnet", "stem": 4, "channels": [8], "dropout": 0.0}'
 TINY = ["--size", "16", "--batch-size", "8", "--workers", "1", "--arch-json", TINY_ARCH]

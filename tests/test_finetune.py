@@ -23,6 +23,8 @@ from tests.tiny_data import make_dataset, write_image_folder
 from training.finetune import FinetuneSettings, finetune, load_pretrained
 from training.loop import TrainConfig
 
+pytestmark = pytest.mark.slow  # trains
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY_LITE = {
     "type": "efficientnet_lite",

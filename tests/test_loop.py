@@ -25,6 +25,8 @@ from training.loop import (
     fit,
 )
 
+pytestmark = pytest.mark.slow  # trains
+
 ARCH = {"type": "resnet", "stem": 4, "channels": [8], "dropout": 0.3}
 CONFIG = TrainConfig(
     epochs=3,

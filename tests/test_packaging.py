@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import STRICT, optional_import
 
+pytestmark = pytest.mark.slow  # builds a wheel
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -24,6 +24,8 @@ from training import pretrained
 from training.cli import main
 from training.pretrained import package_checkpoint
 
+pytestmark = pytest.mark.slow  # converts the ImageNet checkpoints
+
 # ImageNet-1k class indices
 CATS = {281, 282, 285}  # tabby, tiger cat, Egyptian cat
 ESPRESSO = 967

@@ -18,6 +18,8 @@ from training.data import find_images, stratified_split
 from training.drawings import write_drawings
 from training.metrics import accuracy_by_group, summarize
 
+pytestmark = pytest.mark.slow  # re-scores the shipped models
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ["hotdog_effnet", "hotdog_cnn", "hotdog_mlp"]
 EXAMPLES = ROOT / "examples" / "images"
