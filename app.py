@@ -293,14 +293,19 @@ def models_dir() -> Path:
 
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def load_classifier(path: str, version: int) -> models.Classifier:
-    """Load a model once per process (``version``, the file's mtime, reloads replaced weights).
+def load_classifier(path: str, version: int) -> models.Classifier | str:
+    """Load a model once per process (``version``, the file's mtime, reloads replaced weights),
+    or the one-line reason it cannot be used: a failure is remembered too, so a bad file costs
+    one read per version, not one per rerun of every visitor.
 
     The classifier is read-only, so every session can share it. A throwaway prediction warms
     it up: the first pass through a network pays one-off allocation costs that should not land
     on the first visitor's first photo.
     """
-    classifier = models.load(path)
+    try:
+        classifier = models.load(path)
+    except models.ModelFileError as exc:
+        return str(exc)
     size = classifier.preprocess.size
     classifier.explain(Image.new("RGB", (size, size), (128, 128, 128)), samples=2)
     return classifier
@@ -312,12 +317,13 @@ def try_classifier(directory: Path, name: str) -> tuple[models.Classifier, str] 
     path = directory / f"{name}.npz"
     try:
         version = path.stat().st_mtime_ns
-        return load_classifier(str(path), version), f"{path}@{version}"
-    except (models.ModelFileError, OSError) as exc:
+        loaded = load_classifier(str(path), version)
+    except OSError as exc:
         return str(exc)
     except Exception:
         log.exception("loading %s failed", path)
         return "unexpected error while loading it"
+    return loaded if isinstance(loaded, str) else (loaded, f"{path}@{version}")
 
 
 def get_classifier(directory: Path, name: str) -> tuple[models.Classifier, str]:

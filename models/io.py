@@ -29,6 +29,12 @@ from typing import IO, Any
 import numpy as np
 
 CONFIG_KEY = "__config__"
+#: The most a weights file may unpack to, all arrays together (the shipped ones are under 20 MB,
+#: ImageNet checkpoints under 30 MB): read from the zip directory before any array is.
+MAX_UNPACKED_BYTES = 512 * 2**20
+#: A member that unpacks to more than this many times its stored size is a zip bomb: arrays of
+#: real weights barely compress (``np.savez`` stores them; even deflate gains under 10%).
+MAX_COMPRESSION_RATIO = 50
 
 
 class ModelFileError(ValueError):
@@ -78,10 +84,31 @@ def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if not zipfile.is_zipfile(p):  # np.load would blame pickling for any non-zip file
         raise ModelFileError(f"{p} is not a .npz weights file (corrupt or another format)")
     try:
+        _check_sizes(p)
         with np.load(p, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{p} is not a readable .npz weights file ({exc})") from None
+
+
+def _check_sizes(path: Path) -> None:
+    """Refuse, from the zip directory alone, a file whose arrays would unpack to more than
+    ``MAX_UNPACKED_BYTES`` or that compresses like a zip bomb. A member cannot unpack to more
+    than it declares: zipfile stops reading at the declared size."""
+    with zipfile.ZipFile(path) as archive:
+        members = archive.infolist()
+    total = sum(m.file_size for m in members)
+    if total > MAX_UNPACKED_BYTES:
+        raise ModelFileError(
+            f"{path} would unpack to {total / 2**20:.0f} MB: more than any weights file "
+            f"({MAX_UNPACKED_BYTES // 2**20} MB)"
+        )
+    for m in members:
+        if m.file_size > 2**20 and m.file_size > MAX_COMPRESSION_RATIO * max(m.compress_size, 1):
+            raise ModelFileError(
+                f"{path} holds {m.filename!r}, compressed {m.file_size // max(m.compress_size, 1)}"
+                " times: a zip bomb, not weights"
+            )
 
 
 def save_model(
@@ -113,8 +140,12 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
     if not isinstance(config, dict):
         raise ModelFileError(f"{path} has a corrupt model config (not an object)")
     for name, array in arrays.items():
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+        if array.dtype.kind != "f":
+            raise ModelFileError(f"{path} holds {name} as {array.dtype}, not floating point")
+        if not np.isfinite(array).all():
             raise ModelFileError(f"{path} holds NaN or infinite values in {name}: a diverged run")
+        if array.size and float(np.abs(array).max()) > float(np.finfo(np.float32).max):
+            raise ModelFileError(f"{path} holds values in {name} too large for float32")
     return arrays, config
 
 

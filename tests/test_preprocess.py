@@ -412,3 +412,8 @@ def test_classifier_refuses_a_threshold_or_temperature_it_cannot_use() -> None:
     for bad in (0.0, -2.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="temperature"):
             Classifier(net, pre, temperature=bad)
+
+
+def test_preprocess_size_is_bounded() -> None:
+    with pytest.raises(ValueError, match="over the limit"):
+        PreprocessConfig(size=2048)

@@ -1,0 +1,106 @@
+"""``models.io``: weights files are written atomically and read without trusting them."""
+
+from __future__ import annotations
+
+import io
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models.io import (
+    ModelFileError,
+    atomic_write,
+    load_model_file,
+    read_json,
+    save_model,
+    write_json,
+)
+
+CONFIG = {"architecture": {"type": "mlp"}}
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    path = save_model(tmp_path / "m", state, CONFIG, {"name": "m"})
+    assert path.suffix == ".npz" and read_json(path.with_suffix(".json")) == {"name": "m"}
+    loaded, config = load_model_file(path)
+    np.testing.assert_array_equal(loaded["w"], state["w"])
+    assert config == CONFIG
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path: Path) -> None:
+    target = tmp_path / "weights.npz"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_write(target) as f:
+        f.write(b"half of the new")
+        raise RuntimeError("disk full")
+    assert target.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_json_is_strict(tmp_path: Path) -> None:
+    write_json(tmp_path / "c.json", {"x": float("nan"), "y": [float("inf"), 1.0]})
+    assert read_json(tmp_path / "c.json") == {"x": None, "y": [None, 1.0]}
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        read_json(tmp_path / "bad.json")
+
+
+def zip_of(tmp_path: Path, members: dict[str, bytes], method: int) -> Path:
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=method) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_a_zip_bomb_is_refused_from_its_directory(tmp_path: Path) -> None:
+    """256 MB of zeros deflate to a few hundred KB: refused at once, before unpacking."""
+    zeros = npy(np.zeros(64 * 2**20, np.float32))
+    path = zip_of(
+        tmp_path, {"w.npy": zeros, "__config__.npy": npy(np.array("{}"))}, zipfile.ZIP_DEFLATED
+    )
+    assert path.stat().st_size < 2**20
+    start = time.perf_counter()
+    with pytest.raises(ModelFileError, match="zip bomb"):
+        load_model_file(path)
+    assert time.perf_counter() - start < 1.0  # nothing was unpacked
+
+
+def test_a_file_that_would_unpack_to_too_much_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import models.io
+
+    monkeypatch.setattr(models.io, "MAX_UNPACKED_BYTES", 1000)
+    path = save_model(tmp_path / "m", {"w": np.zeros(1000, np.float32)}, CONFIG)
+    with pytest.raises(ModelFileError, match="would unpack to"):
+        load_model_file(path)
+
+
+def test_values_that_float32_cannot_hold_are_refused(tmp_path: Path) -> None:
+    path = zip_of(
+        tmp_path,
+        {"w.npy": npy(np.array([1e300])), "__config__.npy": npy(np.array('{"a": 1}'))},
+        zipfile.ZIP_STORED,
+    )
+    with pytest.raises(ModelFileError, match="too large for float32"):
+        load_model_file(path)
+
+
+def test_integer_arrays_are_not_weights(tmp_path: Path) -> None:
+    path = zip_of(
+        tmp_path,
+        {"w.npy": npy(np.arange(3)), "__config__.npy": npy(np.array("{}"))},
+        zipfile.ZIP_STORED,
+    )
+    with pytest.raises(ModelFileError, match="not floating point"):
+        load_model_file(path)
