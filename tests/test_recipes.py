@@ -80,3 +80,38 @@ def test_what_cannot_train_is_refused_before_any_work(
 ) -> None:
     with pytest.raises(RecipeError, match=words):
         plan(options(tmp_path, **kwargs))
+
+
+def test_the_train_command_takes_its_defaults_from_the_settings_types() -> None:
+    """One place per default: what ``python -m training train`` uses when an option is left
+    out is ``TrainOptions``' default, itself ``TrainConfig``'s where the two share a setting."""
+    from dataclasses import fields
+
+    from training.cli import build_parser
+    from training.loop import OPTIMIZERS, TrainConfig
+
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "m"])
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
+    for name in (
+        "model",
+        "optimizer",
+        "min_lr",
+        "grad_clip",
+        "seed",
+        "val_fraction",
+        "patience",
+        "notes",
+        "epochs",
+        "lr",
+        "batch_size",
+        "source_power",
+    ):
+        assert getattr(args, name) == defaults[name], name
+    config = {f.name: f.default for f in fields(TrainConfig)}
+    assert all(defaults[n] == config[n] for n in ("optimizer", "min_lr", "seed", "patience"))
+    optimizer = next(
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+        if a.dest == "optimizer"
+    )
+    assert tuple(optimizer.choices) == OPTIMIZERS

@@ -31,11 +31,12 @@ from tqdm import tqdm
 from models import DEFAULT_MODEL, MODELS_DIR, Classifier, ImageError, ModelFileError
 from models import load as load_classifier
 from training.data import Dataset, DatasetError, load_dataset
-from training.loop import Callback, CheckpointError, TrainingDiverged, checkpoint_epoch
+from training.loop import OPTIMIZERS, Callback, CheckpointError, TrainingDiverged, checkpoint_epoch
 from training.metrics import accuracy_by_group, calibration_error, summarize
 from training.pretrained import VARIANTS
 from training.recipes import (
     PRESETS,
+    TRAIN_DEFAULTS,
     Outcome,
     RecipeError,
     TrainOptions,
@@ -194,6 +195,21 @@ def _recorded(argv: Sequence[str]) -> list[str]:
         elif arg != "--resume" and not arg.startswith("--notes="):
             out.append(arg)
     return out
+
+
+def _option(name: str) -> Any:
+    """``TrainOptions``' default for ``name``: the parser shows and uses it, never its own."""
+    return {f.name: f.default for f in fields(TrainOptions)}[name]
+
+
+def _preset_default(name: str) -> str:
+    """Help text for a setting the presets choose: each preset's value where it sets one."""
+    chosen = {model: p.train[name] for model, p in PRESETS.items() if name in p.train}
+    if not chosen:
+        return f"default {TRAIN_DEFAULTS[name]:g}"
+    others = f"{TRAIN_DEFAULTS[name]:g} otherwise" if len(chosen) < len(PRESETS) else ""
+    parts = [f"{model} {value:g}" for model, value in sorted(chosen.items())]
+    return "default: " + ", ".join([*parts, others] if others else parts)
 
 
 def _train_options(args: argparse.Namespace, argv: Sequence[str]) -> TrainOptions:
@@ -437,22 +453,42 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="dataset folders (class folders inside, or folders of datasets)",
     )
-    t.add_argument("--model", choices=sorted(PRESETS), default="cnn", help="preset (default cnn)")
+    t.add_argument(
+        "--model",
+        choices=sorted(PRESETS),
+        default=_option("model"),
+        help=f"preset (default {_option('model')})",
+    )
     t.add_argument(
         "--out",
         required=True,
         metavar="PATH",
         help="output weights, e.g. models/my_cnn (writes .npz and .json)",
     )
-    t.add_argument("--epochs", type=_positive_int, help="default: the preset's")
-    t.add_argument("--batch-size", type=_positive_int, help="default 64")
-    t.add_argument("--lr", type=_finite, help="peak learning rate (default: the preset's)")
-    t.add_argument("--weight-decay", type=_finite, help="default: the preset's")
-    t.add_argument("--optimizer", choices=["adamw", "adam", "sgd"], default="adamw")
-    t.add_argument("--warmup-epochs", type=_finite, help="default: the preset's (1)")
-    t.add_argument("--min-lr", type=_finite, default=0.0)
-    t.add_argument("--label-smoothing", type=_finite, help="default: the preset's")
-    t.add_argument("--grad-clip", type=_finite, default=5.0, help="max gradient norm (0 = off)")
+    t.add_argument("--epochs", type=_positive_int, help=_preset_default("epochs"))
+    t.add_argument("--batch-size", type=_positive_int, help=_preset_default("batch_size"))
+    t.add_argument("--lr", type=_finite, help="peak learning rate, " + _preset_default("lr"))
+    t.add_argument("--weight-decay", type=_finite, help=_preset_default("weight_decay"))
+    t.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default=_option("optimizer"),
+        help=f"default {_option('optimizer')}",
+    )
+    t.add_argument("--warmup-epochs", type=_finite, help=_preset_default("warmup_epochs"))
+    t.add_argument(
+        "--min-lr",
+        type=_finite,
+        default=_option("min_lr"),
+        help=f"the cosine schedule's floor (default {_option('min_lr')})",
+    )
+    t.add_argument("--label-smoothing", type=_finite, help=_preset_default("label_smoothing"))
+    t.add_argument(
+        "--grad-clip",
+        type=_finite,
+        default=_option("grad_clip"),
+        help=f"max gradient norm, 0 = off (default {_option('grad_clip')})",
+    )
     t.add_argument(
         "--class-weights",
         action="store_true",
@@ -462,15 +498,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--source-power",
         type=_finite,
         help="balanced batches draw each source by count ** P: 1 natural mix, "
-        "0 every source equally, 0.5 in between (default: the preset's)",
+        "0 every source equally, 0.5 in between; " + _preset_default("source_power"),
     )
     t.add_argument("--no-augment", action="store_true", help="train on the serving pixels only")
-    t.add_argument("--seed", type=_seed, default=0, help="split, init, batches, augmentation")
+    t.add_argument(
+        "--seed",
+        type=_seed,
+        default=_option("seed"),
+        help=f"split, init, batches, augmentation (default {_option('seed')})",
+    )
     t.add_argument(
         "--val-fraction",
         type=_fraction,
-        default=0.15,
-        help="held out per (source, label), default 0.15",
+        default=_option("val_fraction"),
+        help=f"held out per (source, label), default {_option('val_fraction')}",
     )
     t.add_argument(
         "--val-data",
@@ -481,8 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--patience",
         type=int,
-        default=0,
-        help="stop after N epochs without a better val balanced accuracy (0 = off)",
+        default=_option("patience"),
+        help="stop after N epochs without a better val balanced accuracy (0 = off, the default)",
     )
     t.add_argument("--size", type=_positive_int, help="model input side (default: the preset's)")
     t.add_argument(
@@ -498,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--workers", type=_positive_int, help="decoding processes (default: all CPUs)")
     t.add_argument("--arch-json", metavar="JSON", help="architecture config overriding the preset")
-    t.add_argument("--notes", default="", help="free text for the model card")
+    t.add_argument("--notes", default=_option("notes"), help="free text for the model card")
     t.add_argument(
         "--pretrained",
         metavar="PATH",

@@ -20,7 +20,7 @@ import os
 import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -104,15 +104,19 @@ def _fine_tuned(variant: Variant, description: str) -> Preset:
 
 
 #: Settings a preset does not choose.
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "epochs": 10,
-    "batch_size": 64,
-    "lr": 3e-3,
-    "weight_decay": 0.05,
-    "warmup_epochs": 1.0,
-    "label_smoothing": 0.0,
-    "source_power": 1.0,
-}
+#: The settings a preset may choose; where it does not, ``TrainConfig``'s own default holds.
+PRESET_SETTINGS = (
+    "epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "label_smoothing",
+    "source_power",
+)  # fmt: skip
+
+
+def config_default(name: str) -> Any:
+    """``TrainConfig``'s default for ``name``: the one place a training default is written."""
+    return {f.name: f.default for f in fields(TrainConfig)}[name]
+
+
+TRAIN_DEFAULTS: dict[str, Any] = {name: config_default(name) for name in PRESET_SETTINGS}
 
 PRESETS: dict[str, Preset] = {
     "cnn": Preset(
@@ -176,15 +180,15 @@ class TrainOptions:
     label_smoothing: float | None = None
     source_power: float | None = None
     size: int | None = None
-    optimizer: str = "adamw"
-    min_lr: float = 0.0
+    optimizer: str = config_default("optimizer")
+    min_lr: float = config_default("min_lr")
     grad_clip: float = 5.0
     class_weights: bool = False
     augment: bool = True
-    seed: int = 0
+    seed: int = config_default("seed")
     val_fraction: float = 0.15
     val_data: Sequence[str] | None = None
-    patience: int = 0
+    patience: int = config_default("patience")
     limit: int | None = None
     checkpoint: str | None = None
     resume: bool = False
