@@ -338,16 +338,25 @@ class _RunState:
     stopped_early: bool = False
 
 
-def _save_checkpoint(
-    path: Path,
-    model: Module,
-    optimizer: optim.Optimizer,
-    scheduler: optim.CosineWarmup,
-    rng: np.random.Generator,
-    run: _RunState,
-    config: TrainConfig,
-    fingerprint: str,
-) -> None:
+@dataclass
+class _Training:
+    """One run's moving parts, handed around as one: the model and what steps it (optimizer,
+    schedule, the loop's generator), the settings and the data's fingerprint they must match
+    on resume, and the run's progress (``run``)."""
+
+    model: Module
+    optimizer: optim.Optimizer
+    scheduler: optim.CosineWarmup
+    rng: np.random.Generator
+    config: TrainConfig
+    fingerprint: str
+    steps: int
+    weights: np.ndarray | None = None
+    run: _RunState = field(default_factory=_RunState)
+
+
+def _save_checkpoint(path: Path, t: _Training) -> None:
+    model, optimizer, scheduler, rng, run = t.model, t.optimizer, t.scheduler, t.rng, t.run
     arrays: dict[str, Any] = {f"model/{k}": v for k, v in model.state_dict().items()}
     if run.best_state is not None:
         arrays.update({f"best/{k}": v for k, v in run.best_state.items()})
@@ -369,8 +378,8 @@ def _save_checkpoint(
             "best_key": run.best_key,
             "best_metrics": run.best_metrics,
             "stopped_early": run.stopped_early,
-            "config": config.to_dict(),
-            "data": fingerprint,
+            "config": t.config.to_dict(),
+            "data": t.fingerprint,
         }
     )
     save_arrays(path, arrays)
@@ -380,15 +389,10 @@ def _prefixed(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarra
     return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
 
-def _load_checkpoint(
-    path: Path,
-    model: Module,
-    optimizer: optim.Optimizer,
-    scheduler: optim.CosineWarmup,
-    rng: np.random.Generator,
-    config: TrainConfig,
-    fingerprint: str,
-) -> _RunState:
+def _load_checkpoint(path: Path, t: _Training) -> _RunState:
+    """Put the checkpoint's state into ``t``'s model, optimizer, schedule and generators, and
+    return the run's progress; ``CheckpointError`` if it belongs to another run."""
+    model, optimizer, scheduler, rng = t.model, t.optimizer, t.scheduler, t.rng
     if not path.is_file():
         raise CheckpointError(f"no checkpoint to resume from at {path}")
     try:
@@ -399,7 +403,7 @@ def _load_checkpoint(
         raise CheckpointError(f"{path} is not a usable checkpoint ({exc})") from None
     if meta.get("version") != CHECKPOINT_VERSION:
         raise CheckpointError(f"{path} was written by another version of the training loop")
-    saved, wanted = meta["config"], config.to_dict()
+    saved, wanted = meta["config"], t.config.to_dict()
     if saved != wanted:
         diff = ", ".join(
             f"{k}: {saved.get(k)!r} -> {wanted.get(k)!r}"
@@ -410,7 +414,7 @@ def _load_checkpoint(
             f"{path} belongs to a run with other settings ({diff}); resume with the same "
             "settings, or start afresh without resuming"
         )
-    if meta["data"] != fingerprint:
+    if meta["data"] != t.fingerprint:
         raise CheckpointError(
             f"{path} was trained on other images or another split; resume with the same data, "
             "--val-fraction, --seed and --limit, or start afresh without resuming"
@@ -514,13 +518,15 @@ def fit_rows(
         warmup_steps=round(config.warmup_epochs * steps),
         min_lr=config.min_lr,
     )
-    fingerprint = _fingerprint(train, val)
+    t = _Training(
+        model, optimizer, scheduler, rng, config, _fingerprint(train, val), steps, weights
+    )
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    run = _RunState()
     if resume:
         if ckpt is None:
             raise CheckpointError("resuming needs a checkpoint path")
-        run = _load_checkpoint(ckpt, model, optimizer, scheduler, rng, config, fingerprint)
+        t.run = _load_checkpoint(ckpt, t)
+    run = t.run
 
     info = {
         "epochs": config.epochs,
@@ -541,9 +547,7 @@ def fit_rows(
         batches = epoch_batches(train.labels, config, rng, train.sources)
         # a diverging run overflows on its way to inf and nan: the checks below report it once
         with np.errstate(over="ignore", invalid="ignore"):
-            record = _train_epoch(
-                model, train, batches, optimizer, scheduler, config, weights, rng, callbacks, steps
-            )
+            record = _train_epoch(t, train, batches, callbacks)
         record["epoch"] = epoch
         if val is not None:
             _score_epoch(model, val, record, run, epoch, config.patience)
@@ -558,7 +562,7 @@ def fit_rows(
                 "diverged. Lower the learning rate; the checkpoint keeps the last finished epoch"
             )
         if ckpt is not None:
-            _save_checkpoint(ckpt, model, optimizer, scheduler, rng, run, config, fingerprint)
+            _save_checkpoint(ckpt, t)
         for cb in callbacks:
             cb.on_epoch_end(epoch, record)
 
@@ -578,18 +582,11 @@ def fit_rows(
 
 
 def _train_epoch(
-    model: Module,
-    train: Rows,
-    batches: Iterator[np.ndarray],
-    optimizer: optim.Optimizer,
-    scheduler: optim.CosineWarmup,
-    config: TrainConfig,
-    weights: np.ndarray | None,
-    rng: np.random.Generator,
-    callbacks: Sequence[Callback],
-    steps: int,
+    t: _Training, train: Rows, batches: Iterator[np.ndarray], callbacks: Sequence[Callback]
 ) -> dict[str, Any]:
     """One pass of optimizer steps; returns the epoch's record without validation figures."""
+    model, optimizer, scheduler, config, rng = t.model, t.optimizer, t.scheduler, t.config, t.rng
+    weights, steps = t.weights, t.steps
     model.train()
     loss_sum, correct, seen, lr = 0.0, 0, 0, optimizer.lr
     for step, idx in enumerate(batches, start=1):
