@@ -20,9 +20,11 @@ from training.loop import (
     Callback,
     CheckpointError,
     FitResult,
+    ImageRows,
     TrainConfig,
-    evaluate,
     fit,
+    rows_logits,
+    score_logits,
 )
 
 pytestmark = pytest.mark.slow  # trains
@@ -117,7 +119,7 @@ def test_fit_learns_and_reports(train: Any, val: Any) -> None:
 
     # The model ends in eval mode holding the best epoch's weights.
     assert not net.training
-    again = evaluate(net, val, PreprocessConfig(size=16))
+    again = score_logits(val.labels, rows_logits(net, ImageRows(val, PreprocessConfig(size=16))))
     assert again["loss"] == pytest.approx(result.best_metrics["loss"], rel=1e-6)
 
     kinds = [e[0] for e in rec.events]
@@ -228,7 +230,9 @@ def test_early_stopping_restores_the_best_epoch(train: Any) -> None:
 
     assert result.stopped_early
     assert result.epochs_run == result.best_epoch + 2 < 8
-    again = evaluate(net, inverted, PreprocessConfig(size=16))
+    again = score_logits(
+        inverted.labels, rows_logits(net, ImageRows(inverted, PreprocessConfig(size=16)))
+    )
     assert again["loss"] == pytest.approx(result.best_metrics["loss"], rel=1e-6)
 
 

@@ -205,6 +205,15 @@ class Dataset:
         """Side of the stored training squares (of ``images``)."""
         return int(self.images.shape[1])
 
+    def fingerprint(self) -> str:
+        """Identity of these images: their array shapes, labels and file paths (sha256 hex).
+        A checkpoint or a feature cache made from other photos, or another split, differs."""
+        h = hashlib.sha256()
+        h.update(json.dumps([self.images.shape, self.eval_images.shape]).encode())
+        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
+        h.update("\n".join(self.paths.tolist()).encode())
+        return h.hexdigest()
+
     def subset(self, idx: np.ndarray | Sequence[int]) -> Dataset:
         """The images at integer indices ``idx`` (copies), e.g. a train or validation split."""
         idx = np.asarray(idx, dtype=np.int64)

@@ -166,13 +166,11 @@ def _features_key(data: Dataset, settings: FinetuneSettings, seed: int) -> str:
                 "trainable_blocks": settings.trainable_blocks,
                 "augment": settings.augment,
                 "seed": seed,
-                "shapes": [data.images.shape, data.eval_images.shape],
+                "data": data.fingerprint(),
             },
             sort_keys=True,
         ).encode()
     )
-    h.update(np.ascontiguousarray(data.labels, dtype=np.int64).tobytes())
-    h.update("\n".join(data.paths.tolist()).encode())
     return h.hexdigest()[:16]
 
 

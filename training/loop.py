@@ -262,11 +262,7 @@ class ImageRows(Rows):
         return normalize(self.data.eval_images[start:stop], self.preprocess)
 
     def fingerprint(self) -> str:
-        h = hashlib.sha256()
-        h.update(json.dumps([self.data.images.shape, self.data.eval_images.shape]).encode())
-        h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
-        h.update("\n".join(self.data.paths.tolist()).encode())
-        return h.hexdigest()
+        return self.data.fingerprint()
 
 
 def rows_logits(model: Module, rows: Rows, batch_size: int | None = None) -> np.ndarray:
@@ -294,14 +290,6 @@ def score_logits(labels: np.ndarray, logits: np.ndarray, threshold: float = 0.5)
         loss = float(F.cross_entropy(t, labels).item())
         p_hotdog = F.softmax(t, dim=1).numpy()[:, 1].astype(np.float64)
     return {**summarize(labels, p_hotdog, threshold), "loss": loss, "p_hotdog": p_hotdog}
-
-
-def evaluate(
-    model: Module, data: Dataset, preprocess: PreprocessConfig, threshold: float = 0.5
-) -> dict[str, Any]:
-    """Score ``data.eval_images`` (the serving pixels): ``score_logits``' metrics."""
-    logits = rows_logits(model, ImageRows(data, preprocess))
-    return score_logits(data.labels, logits, threshold)
 
 
 def _module_rngs(model: Module) -> list[np.random.Generator]:
