@@ -7,7 +7,7 @@ eval mode), so one instance can serve many users and threads at once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,28 @@ TINY_SIDE = 64
 UNIFORM_STD = 6.0
 #: A model view whose channels differ by less than this on average (0-255) is black and white.
 GRAY_CHROMA = 2.0
+
+
+def forward_in_batches(
+    model: Module,
+    n: int,
+    batch_size: int,
+    inputs: Callable[[int, int], np.ndarray],
+    dtype: Any = np.float32,
+    done: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """``model`` on ``n`` rows without a graph, ``batch_size`` rows at a time: the one batched
+    forward pass of scoring, evaluation and feature caching. ``inputs(start, stop)`` makes a
+    chunk's ``float32`` input (called in order, so it may draw from a generator); the outputs
+    are concatenated as ``dtype`` (``(0, 2)`` when ``n`` is 0); ``done(stop)`` after each."""
+    out = []
+    with no_grad():
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            out.append(model(Tensor(inputs(start, stop))).numpy().astype(dtype, copy=False))
+            if done is not None:
+                done(stop)
+    return np.concatenate(out) if out else np.zeros((0, 2), dtype)
 
 
 def eval_batch_size(size: int) -> int:
@@ -129,12 +151,9 @@ class Classifier:
         temperature), in chunks of ``batch_size`` images (default: ``eval_batch_size`` for
         this input size; memory, not results, depends on it)."""
         batch_size = batch_size or eval_batch_size(self.preprocess.size)
-        out = []
-        with no_grad():
-            for i in range(0, len(batch), batch_size):
-                x = Tensor(normalize(batch[i : i + batch_size], self.preprocess))
-                out.append(self.model(x).numpy().astype(np.float32, copy=False))
-        return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+        return forward_in_batches(
+            self.model, len(batch), batch_size, lambda a, b: normalize(batch[a:b], self.preprocess)
+        )
 
     def p_hotdog_uint8(self, batch: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """``uint8 (N, size, size, 3)`` -> ``(N,)`` calibrated probability of hotdog."""

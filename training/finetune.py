@@ -34,9 +34,10 @@ from typing import Any
 
 import numpy as np
 
-from micrograd import Tensor, no_grad
+from micrograd import Tensor
 from micrograd.nn import BatchNorm2d, Module, Sequential
 from models.architectures import EfficientNetLite, build
+from models.classifier import forward_in_batches
 from models.io import ModelFileError, atomic_write, load_model_file
 from models.preprocess import PreprocessConfig, normalize
 from training.augment import Augmenter
@@ -201,21 +202,17 @@ def extract_views(
                 progress((v + 1) * len(data), total)
             continue
         rng = np.random.default_rng([seed, v])
-        chunks = []
-        for start in range(0, len(data), EXTRACT_BATCH):
-            stop = start + EXTRACT_BATCH
-            pixels = (
-                data.eval_images[start:stop]
-                if v == 0 or augmenter is None
-                else augmenter(data.images[start:stop], rng)
-            )
-            with no_grad():
-                chunks.append(
-                    part(Tensor(normalize(pixels, preprocess))).numpy().astype(np.float16)
-                )
+
+        def pixels(start: int, stop: int, v: int = v, rng: np.random.Generator = rng) -> Any:
+            if v == 0 or augmenter is None:
+                return normalize(data.eval_images[start:stop], preprocess)
+            return normalize(augmenter(data.images[start:stop], rng), preprocess)
+
+        def done(stop: int, v: int = v) -> None:
             if progress:
-                progress(v * len(data) + min(stop, len(data)), total)
-        view = np.concatenate(chunks)
+                progress(v * len(data) + stop, total)
+
+        view = forward_in_batches(part, len(data), EXTRACT_BATCH, pixels, np.float16, done)
         buffer = io.BytesIO()
         np.save(buffer, view, allow_pickle=False)
         with atomic_write(path) as f:

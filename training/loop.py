@@ -37,7 +37,7 @@ import numpy as np
 from micrograd import Tensor, no_grad, optim
 from micrograd import functional as F
 from micrograd.nn import Module
-from models.classifier import eval_batch_size
+from models.classifier import eval_batch_size, forward_in_batches
 from models.io import ModelFileError, load_arrays, save_arrays
 from models.preprocess import PreprocessConfig, normalize
 from training.augment import Augmenter
@@ -274,12 +274,7 @@ def rows_logits(model: Module, rows: Rows, batch_size: int | None = None) -> np.
     if batch_size is None:
         side = rows.eval_inputs(0, 1).shape[-1] if len(rows) else 1
         batch_size = eval_batch_size(side)
-    out = []
-    with no_grad():
-        for i in range(0, len(rows), batch_size):
-            x = Tensor(rows.eval_inputs(i, i + batch_size))
-            out.append(model(x).numpy().astype(np.float32, copy=False))
-    return np.concatenate(out) if out else np.zeros((0, 2), np.float32)
+    return forward_in_batches(model, len(rows), batch_size, rows.eval_inputs)
 
 
 def score_logits(labels: np.ndarray, logits: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
