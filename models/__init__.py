@@ -65,5 +65,5 @@ def load(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> Classifier:
     state, config = load_model_file(path)
     try:
         return from_file(state, config, name=path.stem, card=read_card(path))
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise ModelFileError(f"{path} does not match its architecture ({exc})") from None

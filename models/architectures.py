@@ -269,12 +269,34 @@ def parameter_estimate(config: dict[str, Any]) -> int:
     raise unknown_architecture(kind)
 
 
-def build(config: dict[str, Any]) -> nn.Module:
-    """Instantiate the network a config dict describes (see the module docstring); a config
-    asking for more than ``MAX_PARAMETERS`` is refused before anything is allocated."""
+def check_config(config: dict[str, Any]) -> None:
+    """``ValueError`` (one line) for a config no network can be built from: a size that is not
+    a positive integer (a width of 0 would divide by zero at initialisation), a dropout
+    outside [0, 1), or more than ``MAX_PARAMETERS``. Cheap: nothing is allocated."""
+    dropout = config.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, int | float) or not 0 <= dropout < 1:
+        raise ValueError(f"dropout must be in [0, 1), not {dropout!r}")
+    sizes = [
+        config[k]
+        for k in ("stem", "in_features", "head", "in_channels", "num_classes")
+        if k in config
+    ]
+    for key in ("channels", "hidden", "stages"):
+        value = config.get(key) or []
+        if not isinstance(value, list):
+            raise ValueError(f"{key} must be a list, not {value!r}")
+        sizes += [v for row in value for v in (row if isinstance(row, list) else [row])]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in sizes):
+        raise ValueError(f"every size in the architecture must be a positive integer: {sizes}")
     count = parameter_estimate(config)
     if not 0 < count <= MAX_PARAMETERS:
         raise ValueError(f"the config asks for {count:,} parameters (the limit is 50 million)")
+
+
+def build(config: dict[str, Any]) -> nn.Module:
+    """Instantiate the network a config dict describes (see the module docstring); a config
+    ``check_config`` refuses is refused before anything is allocated."""
+    check_config(config)
     kind = config.get("type")
     params = {k: v for k, v in config.items() if k != "type"}
     if kind == "resnet":

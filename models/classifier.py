@@ -277,7 +277,12 @@ def from_file(state: dict[str, np.ndarray], config: dict[str, Any], **kwargs: An
     """Rebuild a ``Classifier`` from ``models.io.load_model_file``'s ``(state, config)``."""
     from models.architectures import build
 
-    model = build(config["architecture"])
+    architecture = config["architecture"]
+    if not isinstance(architecture, dict):
+        raise TypeError(f"the architecture is a {type(architecture).__name__}, not an object")
+    if architecture.get("num_classes", 2) != 2:
+        raise ValueError(f"a hotdog classifier has 2 classes, not {architecture['num_classes']}")
+    model = build(architecture)
     model.load_state_dict(state)
     return Classifier(
         model,

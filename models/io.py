@@ -135,8 +135,8 @@ def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray]
         raise ModelFileError(f"{path} has no model config: not a weights file of this project")
     try:
         config = json.loads(str(arrays.pop(CONFIG_KEY)))
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path} has a corrupt model config ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON, a 5,000-digit number, deep nesting
+        raise ModelFileError(f"{path} has a corrupt model config ({type(exc).__name__})") from None
     if not isinstance(config, dict):
         raise ModelFileError(f"{path} has a corrupt model config (not an object)")
     for name, array in arrays.items():
@@ -172,5 +172,7 @@ def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise ModelFileError(f"no such file: {path}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFileError(f"{path} is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, deep nesting
+        raise ModelFileError(
+            f"{path} is not valid JSON ({str(exc)[:200] or type(exc).__name__})"
+        ) from None

@@ -347,3 +347,22 @@ def test_a_fifo_in_a_training_folder_is_skipped_not_waited_on(tmp_path: Path) ->
     with pytest.warns(SkippedImagesWarning, match="not a regular file"):
         data = load_dataset(root, size=8, cache=False, workers=1)
     assert len(data) == 6 and len(data.skipped) == 1
+
+
+def test_file_names_that_are_not_utf8_are_read_and_hashed(tmp_path: Path) -> None:
+    """A name of arbitrary bytes (a camera's, another system's) is a photo like any other:
+    decoded, cached and fingerprinted, not a UnicodeEncodeError."""
+    import os
+
+    from PIL import Image
+
+    for label in ("hot_dog", "not_hot_dog"):
+        folder = tmp_path / label
+        folder.mkdir()
+        for i in range(2):
+            name = os.fsdecode(b"photo-\xff\xfe" + bytes([48 + i]) + b".png")
+            Image.new("RGB", (20, 20), (40 * i, 90, 200)).save(folder / name)
+    data = load_dataset(tmp_path, size=16, cache_dir=tmp_path / "cache")
+    assert len(data) == 4 and len(data.fingerprint()) == 64
+    again = load_dataset(tmp_path, size=16, cache_dir=tmp_path / "cache")  # from the cache
+    assert again.fingerprint() == data.fingerprint()

@@ -104,3 +104,41 @@ def test_integer_arrays_are_not_weights(tmp_path: Path) -> None:
     )
     with pytest.raises(ModelFileError, match="not floating point"):
         load_model_file(path)
+
+
+@pytest.mark.parametrize(
+    ("config", "words"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "corrupt model config"),
+        ('{"a": ' + "9" * 5000 + "}", "corrupt model config"),
+    ],
+    ids=["deeply-nested", "huge-integer"],
+)
+def test_hostile_configs_are_one_line_errors(tmp_path: Path, config: str, words: str) -> None:
+    path = zip_of(
+        tmp_path,
+        {"w.npy": npy(np.zeros(3, np.float32)), "__config__.npy": npy(np.array(config))},
+        zipfile.ZIP_STORED,
+    )
+    with pytest.raises(ModelFileError, match=words):
+        load_model_file(path)
+
+
+@pytest.mark.parametrize(
+    ("architecture", "words"),
+    [
+        ("resnet", "not an object"),
+        ({"type": "mlp", "in_features": 4, "hidden": [], "num_classes": 1}, "2 classes"),
+    ],
+    ids=["string-architecture", "one-class"],
+)
+def test_a_model_file_of_the_wrong_shape_is_a_one_line_error(
+    tmp_path: Path, architecture: object, words: str
+) -> None:
+    import models
+    from models.preprocess import PreprocessConfig
+
+    config = {"architecture": architecture, "preprocess": PreprocessConfig().to_dict()}
+    path = save_model(tmp_path / "m", {"w": np.zeros(3, np.float32)}, config)
+    with pytest.raises(models.ModelFileError, match=words):
+        models.load(path)

@@ -115,3 +115,19 @@ def test_the_train_command_takes_its_defaults_from_the_settings_types() -> None:
         if a.dest == "optimizer"
     )
     assert tuple(optimizer.choices) == OPTIMIZERS
+
+
+@pytest.mark.parametrize(
+    ("architecture", "words"),
+    [
+        ({"type": "resnet", "stem": 0, "channels": [8]}, "positive integer"),
+        ({"type": "resnet", "stem": 8, "channels": [8], "dropout": 2}, "dropout"),
+        ({"type": "mlp", "in_features": 100, "hidden": [8]}, "takes in_features 3072"),
+        ({"type": "resnet", "stem": 8, "channels": "wide"}, "must be a list"),
+    ],
+)
+def test_an_architecture_that_cannot_train_is_refused_before_any_decoding(
+    tmp_path: Path, architecture: dict, words: str
+) -> None:
+    with pytest.raises(RecipeError, match=words):
+        plan(options(tmp_path, model="cnn", architecture=architecture, size=32))

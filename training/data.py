@@ -211,7 +211,8 @@ class Dataset:
         h = hashlib.sha256()
         h.update(json.dumps([self.images.shape, self.eval_images.shape]).encode())
         h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
-        h.update("\n".join(self.paths.tolist()).encode())
+        # surrogateescape: a file name that is not UTF-8 still hashes, byte for byte
+        h.update("\n".join(self.paths.tolist()).encode("utf-8", "surrogateescape"))
         return h.hexdigest()
 
     def subset(self, idx: np.ndarray | Sequence[int]) -> Dataset:
@@ -316,7 +317,7 @@ def _cache_key(samples: list[Sample], size: int, cache_size: int) -> str:
             stamp = f"{st.st_size}:{st.st_mtime_ns}"
         except OSError:
             stamp = "missing"
-        h.update(f"\n{path}\t{s.label}\t{s.source}\t{stamp}".encode())
+        h.update(f"\n{path}\t{s.label}\t{s.source}\t{stamp}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:24]
 
 

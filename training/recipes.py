@@ -30,7 +30,7 @@ import numpy as np
 from micrograd import Tensor
 from micrograd.backend import cpu_count
 from micrograd.nn import Module
-from models.architectures import HOTDOG_CNN, build
+from models.architectures import HOTDOG_CNN, build, check_config
 from models.classifier import CLASS_NAMES, Classifier
 from models.io import ModelFileError, save_model
 from models.preprocess import PreprocessConfig
@@ -278,6 +278,16 @@ def plan(options: TrainOptions) -> Plan:
         raise RecipeError(f"the {options.model} preset's network is the pretrained one")
     architecture = dict(options.architecture or preset.architecture(pre))
     architecture.setdefault("seed", options.seed)
+    try:
+        check_config(architecture)
+    except ValueError as exc:
+        raise RecipeError(f"architecture: {exc}") from None
+    inputs = pre.channels * pre.size * pre.size
+    if architecture.get("type") == "mlp" and architecture.get("in_features") != inputs:
+        raise RecipeError(
+            f"architecture: an MLP on {pre.size}x{pre.size} with {pre.channels} channel(s) "
+            f"takes in_features {inputs}, not {architecture.get('in_features')}"
+        )
     augment = preset.augment if options.augment else None
     finetune_settings = _finetune_settings(options, preset, augment)
     try:
