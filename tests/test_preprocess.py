@@ -114,10 +114,23 @@ def test_rgb_with_transparent_colour_key() -> None:
 
 @pytest.mark.parametrize(
     ("mode", "fmt"),
-    [("RGB", "PNG"), ("RGBA", "PNG"), ("LA", "PNG"), ("L", "PNG"), ("1", "PNG"), ("P", "GIF"),
-     ("I;16", "PNG"), ("CMYK", "JPEG"), ("CMYK", "TIFF"), ("L", "JPEG"), ("I", "TIFF"),
-     ("F", "TIFF"), ("RGB", "BMP"), ("RGBA", "WEBP")],
-)  # fmt: skip
+    [
+        ("RGB", "PNG"),
+        ("RGBA", "PNG"),
+        ("LA", "PNG"),
+        ("L", "PNG"),
+        ("1", "PNG"),
+        ("P", "GIF"),
+        ("I;16", "PNG"),
+        ("CMYK", "JPEG"),
+        ("CMYK", "TIFF"),
+        ("L", "JPEG"),
+        ("I", "TIFF"),
+        ("F", "TIFF"),
+        ("RGB", "BMP"),
+        ("RGBA", "WEBP"),
+    ],
+)
 def test_encoded_files_of_every_mode(mode: str, fmt: str) -> None:
     base = Image.new("RGB", (20, 10), (200, 120, 40))
     img = Image.new(mode, base.size, 1000) if mode in ("I;16", "I", "F") else base.convert(mode)
@@ -417,3 +430,75 @@ def test_classifier_refuses_a_threshold_or_temperature_it_cannot_use() -> None:
 def test_preprocess_size_is_bounded() -> None:
     with pytest.raises(ValueError, match="over the limit"):
         PreprocessConfig(size=2048)
+
+
+def _big_png(mode: str) -> bytes:
+    """A 1200x1000 gradient PNG in ``mode`` (palette with a transparent entry, 16-bit gray,
+    RGBA), turned by EXIF orientation 6."""
+    ramp = (np.add.outer(np.arange(1000), np.arange(1200)) // 9 % 256).astype(np.uint8)
+    img = {
+        "P": lambda: Image.fromarray(ramp).convert("P"),
+        "I;16": lambda: Image.fromarray(ramp.astype(np.uint16) * 257),
+        "RGBA": lambda: Image.fromarray(np.stack([ramp, ramp[::-1], ramp, ramp | 128], -1)),
+    }[mode]()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    img.save(buf, "PNG", exif=exif.tobytes(), **({"transparency": 0} if mode == "P" else {}))
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode", ["P", "I;16", "RGBA"])
+def test_a_big_image_is_averaged_down_before_any_conversion(mode: str) -> None:
+    """Decoded for a 64 px model, a big PNG is reduced right after decoding: the same pixels
+    as converting it at full size (within rounding), upright, its own size remembered."""
+    data = _big_png(mode)
+    small = load_image(data, draft_size=64)
+    assert max(small.size) < 400 and small.info["original_size"] == (1000, 1200)
+    full = load_image(data)
+    assert full.size == (1000, 1200)
+    ours = pre.image_to_uint8(small, 64).astype(int)
+    theirs = pre.image_to_uint8(full, 64).astype(int)
+    assert np.abs(ours - theirs).mean() < 2.0
+
+
+@pytest.mark.slow
+def test_a_small_file_that_decodes_huge_stays_under_a_gigabyte(tmp_path: Path) -> None:
+    """A 9,400-pixel-square 16-bit gray PNG is a few hundred KB; decoding it for a model
+    peaks well under 1 GB (it took 3.1 GB before it was reduced first)."""
+    import subprocess
+    import sys
+
+    side = 9400
+    row = b"\x00" + b"\x12\x34" * side  # filter byte, then 16-bit pixels
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(side)) + comp.flush()
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 16, 0, 0, 0, 0)
+    path = tmp_path / "deep.png"
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", idat)
+        + chunk(b"IEND", b"")
+    )
+    assert path.stat().st_size < 2 * 2**20
+    script = (
+        "import resource, sys; from models.preprocess import decode; "
+        f"a = decode({str(path)!r}, 224); assert a.shape == (224, 224, 3); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    run = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        timeout=300,
+        check=True,
+    )
+    peak_mb = int(run.stdout.split()[-1]) / 1024
+    assert peak_mb < 1024, peak_mb
