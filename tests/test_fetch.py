@@ -317,3 +317,81 @@ def test_leftovers_of_a_killed_fetch_are_cleared(tmp_path: Path) -> None:
     archive = make_zip(tmp_path / "a.zip", {"r/hotdog/1.png": png_bytes()})
     fetch("t", dest, url=str(archive), progress=False, insecure=True)
     assert leftovers(dest) == []
+
+
+class Trickle(QuietHandler):
+    """Sends one byte every 0.1 s of a long body: each read is within the socket timeout."""
+
+    def do_GET(self) -> None:
+        import time
+
+        self.send_response(200)
+        self.send_header("Content-Length", "1000")
+        self.end_headers()
+        try:
+            for _ in range(1000):
+                self.wfile.write(b"x")
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the client gave up
+            pass
+
+
+def test_a_trickling_download_is_given_up_at_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fetch_mod, "DOWNLOAD_DEADLINE_S", 0.5)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Trickle)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/slow.zip"
+        dest = tmp_path / "data"
+        with pytest.raises(FetchError, match="took over"):
+            fetch_mod._download(url, dest.parent, "slow", None, False, True, deadline_s=0.5)
+        assert [p for p in tmp_path.iterdir() if p.name.endswith(".download")] == []
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join()
+
+
+def test_a_redirect_from_https_to_http_is_refused() -> None:
+    import urllib.request
+
+    handler = fetch_mod._NoDowngrade()
+    request = urllib.request.Request("https://example.invalid/a.zip")
+    with pytest.raises(FetchError, match="refusing a redirect from https"):
+        handler.redirect_request(request, None, 302, "Found", {}, "http://example.invalid/a.zip")
+    again = handler.redirect_request(request, None, 302, "Found", {}, "https://mirror.invalid/a")
+    assert again.full_url == "https://mirror.invalid/a"
+
+
+def test_a_malformed_sha256_is_refused_before_any_download(tmp_path: Path) -> None:
+    with pytest.raises(FetchError, match="64 hexadecimal digits"):
+        fetch("x", tmp_path, url="http://127.0.0.1:9/never.zip", sha256="nothex", progress=False)
+    assert list(tmp_path.iterdir()) == []  # not even the destination was touched
+
+
+def test_many_members_of_one_name_are_renamed_in_linear_time() -> None:
+    import time
+
+    used: dict[str, int] = {}
+    start = time.perf_counter()
+    names = [fetch_mod._unique_name("IMG.jpg", used) for _ in range(20_000)]
+    assert time.perf_counter() - start < 2.0
+    assert len(set(names)) == 20_000 and names[:3] == ["IMG.jpg", "IMG-2.jpg", "IMG-3.jpg"]
+    assert fetch_mod._unique_name("img-2.JPG", used) == "img-2-2.JPG"  # taken, case-blind
+
+
+def test_extracted_folders_are_readable_by_others(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    archive = make_zip(
+        tmp_path / "hd.zip", {"hot_dog/a.png": png_bytes(), "not_hot_dog/b.png": png_bytes()}
+    )
+    target = fetch("perm", tmp_path / "data", url=str(archive), progress=False, insecure=True)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o777 & ~mask

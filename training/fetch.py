@@ -31,6 +31,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -39,7 +40,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from tqdm.auto import tqdm
 
@@ -182,6 +183,8 @@ def fetch(
     spec = spec or RemoteDataset(url=str(url))
     url = _normalise_url(url or spec.url)
     expected = (sha256 or spec.sha256 or "").lower() or None
+    if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", expected):
+        raise FetchError(f"--sha256 must be 64 hexadecimal digits, not {expected!r}")
 
     dest = Path(dest)
     target = dest / name
@@ -228,16 +231,44 @@ def _archive_suffix(url: str) -> str:
     return ".archive"
 
 
+#: The longest a whole download may take: a server that trickles a byte at a time, each within
+#: the socket timeout, is given up on instead of running forever.
+DOWNLOAD_DEADLINE_S = 30 * 60
+
+
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, except from https to plain http (the archive would then come
+    unencrypted from wherever the redirect points)."""
+
+    def redirect_request(
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> Any:
+        if req.full_url.lower().startswith("https:") and not newurl.lower().startswith("https:"):
+            raise FetchError(f"refusing a redirect from https to {newurl}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_NoDowngrade)
+
+
 def _download(
-    url: str, dest: Path, name: str, expected: str | None, progress: bool, insecure: bool
+    url: str,
+    dest: Path,
+    name: str,
+    expected: str | None,
+    progress: bool,
+    insecure: bool,
+    deadline_s: float = DOWNLOAD_DEADLINE_S,
 ) -> Path:
-    """Stream ``url`` into a hidden file in ``dest``, checking its length and SHA-256."""
+    """Stream ``url`` into a hidden file in ``dest``, checking its length and SHA-256, in at
+    most ``deadline_s`` seconds."""
     fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.", suffix=".download")
     path = Path(tmp)
     digest = hashlib.sha256()
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "hotdog-fetch/1"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=60) as response:
+        give_up = time.monotonic() + deadline_s
+        with os.fdopen(fd, "wb") as out, _OPENER.open(request, timeout=60) as response:
             total = response.headers.get("Content-Length")
             with tqdm(
                 total=int(total) if total and total.isdigit() else None,
@@ -248,7 +279,13 @@ def _download(
                 disable=not progress,
             ) as bar:
                 received = 0
-                while chunk := response.read(_CHUNK):
+                read = getattr(response, "read1", response.read)  # what has arrived, no waiting
+                while chunk := read(_CHUNK):
+                    if time.monotonic() > give_up:
+                        raise FetchError(
+                            f"download of {name} from {url} took over {deadline_s:.0f} s "
+                            f"({received:,} bytes so far); gave up, run the command again"
+                        )
                     out.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
@@ -264,6 +301,9 @@ def _download(
             f"download of {name} from {url} was cut off ({type(exc).__name__}); run the "
             "command again"
         ) from None
+    except FetchError:
+        path.unlink(missing_ok=True)
+        raise
     except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
         path.unlink(missing_ok=True)
         if isinstance(exc, urllib.error.HTTPError):
@@ -295,6 +335,13 @@ def _download(
 
 
 # --------------------------------------------------------------------------- extraction
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it, then putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _safe_parts(member: str) -> tuple[str, ...]:
@@ -361,8 +408,9 @@ def _extract(
     """Copy the archive's images into ``dest/<name>/<class>/``, writing at most ``max_bytes``;
     returns counts per class."""
     staging = Path(tempfile.mkdtemp(dir=dest, prefix=f".{name}.", suffix=".partial"))
+    staging.chmod(0o777 & ~_umask())  # mkdtemp's 0700 would hide the data from other users
     counts = dict.fromkeys(FOLDERS, 0)
-    used: dict[str, set[str]] = {c: set() for c in FOLDERS}
+    used: dict[str, dict[str, int]] = {c: {} for c in FOLDERS}
     written = 0
     try:
         try:
@@ -405,12 +453,16 @@ def _extract(
     return counts
 
 
-def _unique_name(filename: str, used: set[str]) -> str:
-    """``filename``, or ``stem-2.ext``, ``stem-3.ext``... if already taken in this class."""
+def _unique_name(filename: str, used: dict[str, int]) -> str:
+    """``filename``, or ``stem-2.ext``, ``stem-3.ext``... if already taken in this class.
+    ``used`` maps each name taken (lower case) to the last suffix tried for it, so 20,000
+    members of one name cost 20,000 steps, not 200 million."""
     stem, ext = posixpath.splitext(filename)
-    candidate, n = filename, 1
+    key = filename.lower()
+    candidate, n = filename, used.get(key, 1)
     while candidate.lower() in used:
         n += 1
         candidate = f"{stem}-{n}{ext}"
-    used.add(candidate.lower())
+    used[key] = n
+    used.setdefault(candidate.lower(), 1)
     return candidate
