@@ -459,3 +459,19 @@ def test_a_checkpoint_path_that_is_not_a_checkpoint_is_refused_before_any_work(
     assert "checkpoint" in assert_clean_error(proc)
     assert {p: p.read_bytes() for p in (model, notes)} == before
     assert not out.with_suffix(".npz").exists()
+
+
+def test_a_crafted_file_name_cannot_forge_a_result_line(
+    env: dict[str, str], trained: Path, data: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    hotdog = data / "alpha" / "hot_dog" / "hot_dog_000.png"
+    forged = tmp_path / "cat.jpg\thotdog\t0.9999\nreal.jpg"
+    shutil.copy(hotdog, forged)
+    proc = run(env, "predict", "--weights", str(trained), str(forged))
+    assert proc.returncode == 0, proc.stderr
+    (line,) = proc.stdout.splitlines()
+    name, label, p = line.split("\t")
+    assert name == str(tmp_path / "cat.jpg\\thotdog\\t0.9999\\nreal.jpg")
+    assert label in ("hotdog", "not_hotdog") and re.fullmatch(r"[01]\.\d{4}", p)

@@ -19,6 +19,7 @@ import os
 import signal
 import sys
 import time
+import unicodedata
 import warnings
 from collections.abc import Sequence
 from dataclasses import fields
@@ -336,6 +337,24 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
 # ------------------------------------------------------------------------------- predict
 
 
+_ESCAPES = {"\t": "\\t", "\n": "\\n", "\r": "\\r"}
+
+
+def shown_path(path: str) -> str:
+    """A file name as ``predict`` prints it: tabs, newlines and other control characters, and
+    bytes that are not UTF-8, backslash-escaped (``\\t``, ``\\x1b``), so a crafted name cannot
+    print a result line of its own, and any name prints."""
+    out = []
+    for ch in path:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif unicodedata.category(ch) == "Cc" or "\udc80" <= ch <= "\udcff":
+            out.append(f"\\x{ord(ch) & 0xFF:02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
 def cmd_predict(args: argparse.Namespace, argv: Sequence[str]) -> int:
     clf = _load_weights(args.weights)
     failed = 0
@@ -346,12 +365,13 @@ def cmd_predict(args: argparse.Namespace, argv: Sequence[str]) -> int:
             try:
                 decoded.append((path, clf.uint8_batch([path])[0]))
             except ImageError as exc:
-                print(f"{path}: {exc}", file=sys.stderr)
+                print(f"{shown_path(path)}: {exc}", file=sys.stderr)
                 failed += 1
         if decoded:
             p = clf.p_hotdog_uint8(np.stack([im for _, im in decoded]))
             for (path, _), p_hotdog in zip(decoded, p, strict=True):
-                print(f"{path}\t{clf.verdict(float(p_hotdog)).label}\t{p_hotdog:.4f}", flush=True)
+                label = clf.verdict(float(p_hotdog)).label
+                print(f"{shown_path(path)}\t{label}\t{p_hotdog:.4f}", flush=True)
     return EXIT_FAILED if failed else EXIT_OK
 
 
