@@ -166,10 +166,16 @@ def _strict(obj: Any) -> Any:
     return obj
 
 
+def _bounded_int(text: str) -> int | float:
+    """A JSON integer; one too long to be a count (a 5,000-digit one) reads as infinity, which
+    every card field refuses on its own, so the rest of the card stays readable."""
+    return int(text) if len(text) <= 30 else float("inf")
+
+
 def read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a JSON object; ``ModelFileError`` if missing or corrupt."""
     try:
-        return json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text(), parse_int=_bounded_int)
     except FileNotFoundError:
         raise ModelFileError(f"no such file: {path}") from None
     except (ValueError, RecursionError) as exc:  # bad JSON or UTF-8, huge numbers, deep nesting

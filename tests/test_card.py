@@ -107,3 +107,12 @@ def test_kind_source_names_and_summary_are_plain_words() -> None:
         "Trained on 2026-12-04. The training run took 18 min on 2 CPU cores. The weights are "
         "those after pass 3 of 3 over the training photos."
     )
+
+
+def test_a_huge_integer_drops_its_field_not_the_card(tmp_path) -> None:
+    import models
+
+    path = tmp_path / "m.json"
+    path.write_text('{"metrics": {"n": ' + "9" * 5000 + ', "accuracy": 0.9}, "name": "m"}')
+    card = models.read_card(tmp_path / "m.npz")
+    assert card.accuracy == 0.9 and card.name == "m" and card.n is None
