@@ -366,3 +366,28 @@ def test_file_names_that_are_not_utf8_are_read_and_hashed(tmp_path: Path) -> Non
     assert len(data) == 4 and len(data.fingerprint()) == 64
     again = load_dataset(tmp_path, size=16, cache_dir=tmp_path / "cache")  # from the cache
     assert again.fingerprint() == data.fingerprint()
+
+
+def test_a_photo_replaced_with_same_size_and_time_stamp_is_seen(tmp_path: Path) -> None:
+    """The decode cache and the resume check go by content: a photo swapped for another of
+    the same byte count, with its time stamp put back, is decoded again."""
+    import os
+
+    from PIL import Image
+
+    root = tmp_path / "photos"
+    for label in ("hot_dog", "not_hot_dog"):
+        (root / label).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (20, 20), (200, 40 * i, 90)).save(root / label / f"{i}.bmp")
+    cache = tmp_path / "cache"
+    first = load_dataset(root, size=16, cache_dir=cache)
+    path = root / "hot_dog" / "0.bmp"
+    st = os.stat(path)
+    Image.new("RGB", (20, 20), (10, 250, 10)).save(path)  # BMP: the same byte count
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size and os.stat(path).st_mtime_ns == st.st_mtime_ns
+    second = load_dataset(root, size=16, cache_dir=cache)
+    assert second.fingerprint() != first.fingerprint()
+    changed = [i for i, p in enumerate(second.paths) if p.endswith("hot_dog/0.bmp")]
+    assert second.eval_images[changed[0]].mean(axis=(0, 1))[1] > 200  # the new, green pixels

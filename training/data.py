@@ -206,10 +206,12 @@ class Dataset:
         return int(self.images.shape[1])
 
     def fingerprint(self) -> str:
-        """Identity of these images: their array shapes, labels and file paths (sha256 hex).
-        A checkpoint or a feature cache made from other photos, or another split, differs."""
+        """Identity of these images: their pixels as the model sees them, labels and file
+        paths (sha256 hex). A checkpoint or a feature cache made from other photos (even ones
+        of the same names, sizes and time stamps), or another split, differs."""
         h = hashlib.sha256()
         h.update(json.dumps([self.images.shape, self.eval_images.shape]).encode())
+        h.update(hashlib.blake2b(np.ascontiguousarray(self.eval_images).data).digest())
         h.update(np.ascontiguousarray(self.labels, dtype=np.int64).tobytes())
         # surrogateescape: a file name that is not UTF-8 still hashes, byte for byte
         h.update("\n".join(self.paths.tolist()).encode("utf-8", "surrogateescape"))
@@ -300,6 +302,16 @@ def load_dataset(
     return dataset
 
 
+def _content_digest(path: str) -> str:
+    """A fast digest of a file's bytes (BLAKE2b, streamed): a photo replaced by another of the
+    same size and time stamp is a different photo. "missing" for a file that cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, lambda: hashlib.blake2b(digest_size=16)).hexdigest()
+    except OSError:
+        return "missing"
+
+
 def _cache_key(samples: list[Sample], size: int, cache_size: int) -> str:
     h = hashlib.sha256()
     settings = {
@@ -312,11 +324,7 @@ def _cache_key(samples: list[Sample], size: int, cache_size: int) -> str:
     h.update(json.dumps(settings, sort_keys=True).encode())
     for s in samples:
         path = os.path.abspath(s.path)
-        try:
-            st = os.stat(path)
-            stamp = f"{st.st_size}:{st.st_mtime_ns}"
-        except OSError:
-            stamp = "missing"
+        stamp = _content_digest(path)
         h.update(f"\n{path}\t{s.label}\t{s.source}\t{stamp}".encode("utf-8", "surrogateescape"))
     return h.hexdigest()[:24]
 
