@@ -256,3 +256,17 @@ def test_config_checks() -> None:
 def test_wrong_image_size_is_refused(train: Any) -> None:
     with pytest.raises(ValueError, match="16px but the preprocessing expects 32px"):
         fit(model(), train, None, replace(CONFIG, preprocess=PreprocessConfig(32).to_dict()))
+
+
+def test_a_batch_larger_than_the_data_is_the_whole_data(train: Any) -> None:
+    """``--batch-size 3000`` on a few dozen photos trains on batches of all of them, in one
+    step per epoch, instead of allocating for 3,000."""
+    rec_steps: list[int] = []
+
+    class Steps(Callback):
+        def on_epoch_start(self, epoch: int, steps: int) -> None:
+            rec_steps.append(steps)
+
+    config = replace(CONFIG, epochs=1, batch_size=3000, augment=None)
+    fit(model(), train, None, config, [Steps()])
+    assert rec_steps == [1]

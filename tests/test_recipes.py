@@ -131,3 +131,14 @@ def test_an_architecture_that_cannot_train_is_refused_before_any_decoding(
 ) -> None:
     with pytest.raises(RecipeError, match=words):
         plan(options(tmp_path, model="cnn", architecture=architecture, size=32))
+
+
+def test_names_and_folders_that_cannot_be_written_are_refused_before_any_work(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(RecipeError, match="too long for a file name"):
+        plan(TrainOptions(data=[str(tmp_path)], out=str(tmp_path / ("m" * 240))))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(RecipeError, match="--checkpoint: cannot write into"):
+        plan(options(tmp_path, checkpoint=str(blocker / "sub" / "run.ckpt.npz")))

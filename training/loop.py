@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -490,6 +490,8 @@ def fit_rows(
     completed epoch.
     """
     started = time.perf_counter()
+    if config.batch_size > len(train):  # a batch never holds more rows than there are
+        config = replace(config, batch_size=len(train))
     weights = None if config.balanced else class_weights(train.labels)
     rng = np.random.default_rng(config.seed)
     groups = param_groups or [{"params": [p for p in model.parameters() if p.requires_grad]}]

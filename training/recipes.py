@@ -236,12 +236,28 @@ def output_path(out: str, force: bool = False, resume: bool = False) -> Path:
     for target in (path, path.with_suffix(".json")):
         if target.is_dir():
             raise RecipeError(f"out: {target} is a folder, not a file")
-    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise RecipeError(f"out: cannot write into {folder}")
+    _check_writable("out", path)
     if path.exists() and not (force or resume):
         raise RecipeError(f"{path} exists: add --force to replace it")
     return path
+
+
+#: The longest file name most file systems take, in bytes.
+NAME_MAX = 255
+#: What the run adds to a name at most: ``.ckpt.npz``, and ``atomic_write``'s ``.NAME.<12
+#: hex digits>.tmp`` around it.
+NAME_EXTRA = len(".ckpt.npz") + len("..123456789abc.tmp")
+
+
+def _check_writable(what: str, path: Path) -> None:
+    """``RecipeError`` before any work if ``path`` cannot be written: a name too long for the
+    file system once the run's suffixes are added, or a folder it cannot write into (the
+    nearest one that exists, as the missing ones will be made)."""
+    if len(os.fsencode(path.name)) + NAME_EXTRA > NAME_MAX:
+        raise RecipeError(f"{what}: the name {path.name[:40]}... is too long for a file name")
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("."))
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise RecipeError(f"{what}: cannot write into {folder}")
 
 
 def checkpoint_path(given: str | None, out: Path) -> Path:
@@ -250,6 +266,7 @@ def checkpoint_path(given: str | None, out: Path) -> Path:
     model being written, anything that is not a regular file, or a file that is not a
     training checkpoint (another model's weights, say)."""
     path = Path(given) if given else out.with_suffix(".ckpt.npz")
+    _check_writable("--checkpoint", path)
     if path.resolve() in (out.resolve(), out.with_suffix(".json").resolve()):
         raise RecipeError(f"--checkpoint {path} is the model this run writes; choose another")
     if path.exists() or path.is_symlink():
