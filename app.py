@@ -72,7 +72,11 @@ SALIENCY_SAMPLES = 8
 DISPLAY_SIZE = 224
 #: The visitor's photo is shown inside this box (width, height), uncropped.
 THUMBNAIL_BOX = (320, 240)
-#: Results remembered per visitor (keyed by model and image content), so reruns are instant.
+#: Photos one page shows (the newest): with every model compared, their results still fit the
+#: per-visitor memory below, so a rerun recomputes nothing.
+PHOTOS_PER_PAGE = 20
+#: Results remembered per visitor (keyed by model and image content), least recently shown
+#: dropped first, so reruns are instant.
 RESULTS_PER_SESSION = 64
 #: Result cards per row on a wide screen (a phone stacks them in one column).
 CARDS_PER_ROW = 3
@@ -435,11 +439,11 @@ def remembered_result(classifier: models.Classifier, model_key: str, photo: Phot
     """``classify`` with a small per-session memory, so a rerun doesn't recompute old photos."""
     results: dict[tuple[str, str], Result | str] = st.session_state.setdefault("results", {})
     key = (model_key, photo.key[1])
-    if key not in results:
-        results[key] = classify(classifier, photo)
-        while len(results) > RESULTS_PER_SESSION:
-            del results[next(iter(results))]
-    return results[key]
+    result = results.pop(key) if key in results else classify(classifier, photo)
+    results[key] = result  # now the most recently shown
+    while len(results) > RESULTS_PER_SESSION:
+        del results[next(iter(results))]
+    return result
 
 
 def example_paths() -> dict[str, Path]:
@@ -858,6 +862,8 @@ def classify_view(directory: Path, name: str) -> None:
     with other_col:
         extra = other_inputs()
     photos = newest_first(uploads + extra)
+    hidden = len(photos) - PHOTOS_PER_PAGE
+    photos = photos[:PHOTOS_PER_PAGE]
     results = st.container()
     compare = bool(photos) and st.toggle("Compare every model on these photos", key="compare")
     with results:
@@ -867,6 +873,11 @@ def classify_view(directory: Path, name: str) -> None:
         if not photos:
             st.info("Upload a photo, take one with the camera, or pick an example.")
         else:
+            if hidden > 0:
+                st.info(
+                    f"Showing the newest {PHOTOS_PER_PAGE} photos; {hidden} older ones are "
+                    'not shown. Remove some, or tap "Clear all", to see more.'
+                )
             show_results(directory, name, photos, compare, loaded)
     st.caption(
         f"Photos up to {PHOTO_LIMIT_MB} MB each, in {', '.join(PHOTO_FORMATS)}. They are "

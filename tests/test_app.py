@@ -781,3 +781,18 @@ class TestShippedModels:
             shipped_app.radio(key="model").set_value(name).run()
             assert not shipped_app.exception and errors(shipped_app) == []
             assert verdicts(shipped_app) == ["🚫 Not hotdog"], name
+
+
+def test_a_page_shows_the_newest_photos_and_says_how_many_are_hidden(app: AppTest) -> None:
+    import app as app_module
+
+    n = app_module.PHOTOS_PER_PAGE + 3
+    files = [(f"p{i}.png", encode(photo_like(40, 30, seed=i), "PNG")) for i in range(n)]
+    upload(app, files)
+    assert not app.exception
+    assert len(verdicts(app)) == app_module.PHOTOS_PER_PAGE
+    assert any("3 older ones are not shown" in i.value for i in app.info)
+    # a rerun computes nothing again: every shown result is remembered
+    remembered = dict(app.session_state["results"])
+    app.run()
+    assert all(r is remembered[k] for k, r in app.session_state["results"].items())
