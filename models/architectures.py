@@ -122,7 +122,7 @@ class MLP(nn.Module):
         return self.layers(x)
 
 
-def conv_bn(
+def make_conv_bn(
     cin: int,
     cout: int,
     kernel: int,
@@ -148,9 +148,9 @@ class MBConv(nn.Module):
         self, cin: int, cout: int, kernel: int, stride: int, expand: int, rng: np.random.Generator
     ) -> None:
         mid = cin * expand
-        self.expand = conv_bn(cin, mid, 1, 1, rng) if expand != 1 else None
-        self.depthwise = conv_bn(mid, mid, kernel, stride, rng, groups=mid)
-        self.project = conv_bn(mid, cout, 1, 1, rng, activation=False)
+        self.expand = make_conv_bn(cin, mid, 1, 1, rng) if expand != 1 else None
+        self.depthwise = make_conv_bn(mid, mid, kernel, stride, rng, groups=mid)
+        self.project = make_conv_bn(mid, cout, 1, 1, rng, activation=False)
         self.residual = stride == 1 and cin == cout
 
     def forward(self, x: Tensor) -> Tensor:
@@ -203,7 +203,7 @@ class EfficientNetLite(nn.Module):
         seed: int = 0,
     ) -> None:
         rng = np.random.default_rng(seed)
-        self.stem = conv_bn(3, stem, 3, 2, rng)
+        self.stem = make_conv_bn(3, stem, 3, 2, rng)
         blocks: list[nn.Module] = []
         cin = stem
         for repeats, kernel, stride, expand, cout in stages or LITE0_STAGES:
@@ -211,7 +211,7 @@ class EfficientNetLite(nn.Module):
                 blocks.append(MBConv(cin, cout, kernel, stride if r == 0 else 1, expand, rng))
                 cin = cout
         self.blocks = nn.Sequential(*blocks)
-        self.head = conv_bn(cin, head, 1, 1, rng)
+        self.head = make_conv_bn(cin, head, 1, 1, rng)
         self.pool = nn.GlobalAvgPool2d()
         self.dropout = nn.Dropout(dropout, rng=rng)
         self.classifier = nn.Linear(head, num_classes, rng=rng)

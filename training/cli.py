@@ -222,11 +222,10 @@ def _train_options(args: argparse.Namespace, argv: Sequence[str]) -> TrainOption
             raise UsageError(f"--arch-json is not valid JSON ({exc})") from None
         if not isinstance(architecture, dict):
             raise UsageError("--arch-json must be a JSON object")
-    names = {f.name for f in fields(TrainOptions)} - {"architecture", "augment", "command"}
+    names = {f.name for f in fields(TrainOptions)} - {"architecture", "command"}
     return TrainOptions(
         **{name: getattr(args, name) for name in names},
         architecture=architecture,
-        augment=not args.no_augment,
         command=command_line(_recorded(argv)),
     )
 

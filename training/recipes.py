@@ -184,7 +184,7 @@ class TrainOptions:
     min_lr: float = config_default("min_lr")
     grad_clip: float = 5.0
     class_weights: bool = False
-    augment: bool = True
+    no_augment: bool = False
     seed: int = config_default("seed")
     val_fraction: float = 0.15
     val_data: Sequence[str] | None = None
@@ -305,7 +305,7 @@ def plan(options: TrainOptions) -> Plan:
             f"architecture: an MLP on {pre.size}x{pre.size} with {pre.channels} channel(s) "
             f"takes in_features {inputs}, not {architecture.get('in_features')}"
         )
-    augment = preset.augment if options.augment else None
+    augment = None if options.no_augment else preset.augment
     finetune_settings = _finetune_settings(options, preset, augment)
     try:
         config = TrainConfig(
