@@ -704,7 +704,7 @@ def show_model_card(classifier: models.Classifier) -> None:
     )
     if scores is not None:
         st.markdown("**How it learned**: right answers after each pass over the training photos")
-        st.vega_lite_chart(scores, line_spec(percent=True), width="stretch")
+        st.vega_lite_chart(scores, line_spec(percent=True), width="stretch", height=360)
     if card.sources:
         st.markdown(
             "**The photos**: how many of each kind it trained on, and how it did on those held out"
@@ -730,7 +730,7 @@ def show_model_card(classifier: models.Classifier) -> None:
                 "**Loss per pass** (cross-entropy: how far its chances were from the "
                 "truth; lower is better)"
             )
-            st.vega_lite_chart(losses, line_spec(percent=False), width="stretch")
+            st.vega_lite_chart(losses, line_spec(percent=False), width="stretch", height=360)
         if card.notes:
             st.caption(escape_markdown(card.notes))
         if card.command:
@@ -756,7 +756,7 @@ def history_frame(card: models.ModelCard, series: dict[str, str]) -> Any:
 def line_spec(percent: bool) -> dict[str, Any]:
     """A Vega-Lite line chart of ``history_frame``: points on every pass, and a y axis that
     spans the values rather than 0 to 1, so the change is visible."""
-    axis: dict[str, Any] = {"format": ".0%"} if percent else {}
+    axis: dict[str, Any] = {"format": ".1%", "tickCount": 5} if percent else {}
     return {
         "mark": {"type": "line", "point": True},
         "encoding": {
@@ -780,7 +780,6 @@ def line_spec(percent: bool) -> dict[str, Any]:
                 "legend": {"orient": "bottom", "direction": "vertical"},
             },
         },
-        "height": 220,
     }
 
 
