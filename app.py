@@ -834,7 +834,9 @@ single neuron, `tanh(x1·w1 + x2·w2 + b)`
 box shows a value (data) and its gradient (grad).
 """
     )
-    st.graphviz_chart(neuron_graph(), width="stretch")
+    graph, _ = st.columns(2)  # half the page on a wide screen; a phone stacks it full width
+    with graph:
+        st.graphviz_chart(neuron_graph(), width="stretch")
     st.markdown(
         f"**The network**: {classifier.model.num_parameters():,} weights, in stages; each "
         "stage looks at the output of the one before, from edges and colours up to whole "
