@@ -100,8 +100,9 @@ METRIC_HELP = {
 #: The how-it-works paragraph on each explanation method.
 EXPLAINERS = {
     "gradcam": (
-        "The heat map is **Grad-CAM**: the network's last grid of features (7×7 cells for the "
-        "pretrained network), each cell weighted by how much it raises the hotdog score. It "
+        "The heat map is **Grad-CAM**: the network's last grid of features (a few dozen cells, "
+        "each seeing one patch of the photo), each cell weighted by how much it raises the "
+        "hotdog score. It "
         "uses one fixed scale for every photo, so a dark map means no part of the photo looked "
         "like a hotdog."
     ),
