@@ -42,6 +42,7 @@ from training.recipes import (
     RecipeError,
     TrainOptions,
     command_line,
+    field_default,
     plan,
     train_and_save,
 )
@@ -200,7 +201,7 @@ def _recorded(argv: Sequence[str]) -> list[str]:
 
 def _option(name: str) -> Any:
     """``TrainOptions``' default for ``name``: the parser shows and uses it, never its own."""
-    return {f.name: f.default for f in fields(TrainOptions)}[name]
+    return field_default(TrainOptions, name)
 
 
 def _preset_default(name: str) -> str:

@@ -111,9 +111,15 @@ PRESET_SETTINGS = (
 )  # fmt: skip
 
 
+def field_default(settings: type, name: str) -> Any:
+    """The default a dataclass of settings gives ``name``: ``TrainConfig``'s is the one place a
+    training default is written; ``TrainOptions`` and the command line read theirs from it."""
+    return {f.name: f.default for f in fields(settings)}[name]
+
+
 def config_default(name: str) -> Any:
-    """``TrainConfig``'s default for ``name``: the one place a training default is written."""
-    return {f.name: f.default for f in fields(TrainConfig)}[name]
+    """``TrainConfig``'s default for ``name``."""
+    return field_default(TrainConfig, name)
 
 
 TRAIN_DEFAULTS: dict[str, Any] = {name: config_default(name) for name in PRESET_SETTINGS}
