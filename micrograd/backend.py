@@ -34,3 +34,34 @@ def cpu_count() -> int:
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
+
+
+#: The longest inner dimension one BLAS product sums at once (see ``k_blocks``).
+K_BLOCK = 256
+
+
+def k_blocks(k: int) -> list[slice | None]:
+    """How a matrix product with inner dimension ``k`` is summed: ``[None]`` (at once) when
+    ``k <= K_BLOCK``, else consecutive slices of ``K_BLOCK``, added in order.
+
+    OpenBLAS splits a long inner dimension into blocks of its own, and how depends on its
+    thread count, so a product's last bits would depend on how many threads it ran on. Summed
+    in blocks this short, each BLAS call is one block whatever the thread count, so a batch
+    scores the same bits on 1 thread or 16, in one process or on a cluster's one-thread
+    workers. (Not whatever the batch: BLAS picks other kernels for small matrices, so the
+    photos that share a forward pass still matter; batch jobs cut theirs the same way.)
+    """
+    if k <= K_BLOCK:
+        return [None]
+    return [slice(start, min(start + K_BLOCK, k)) for start in range(0, k, K_BLOCK)]
+
+
+def matmul(a: Any, b: Any) -> Any:
+    """``a @ b`` (numpy's rules for shapes), summed over the inner dimension in ``k_blocks``."""
+    parts = k_blocks(a.shape[-1]) if a.ndim >= 1 and b.ndim >= 2 else [None]
+    if parts == [None]:
+        return a @ b
+    out = a[..., parts[0]] @ b[..., parts[0], :]
+    for part in parts[1:]:
+        out += a[..., part] @ b[..., part, :]
+    return out

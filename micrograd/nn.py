@@ -464,14 +464,16 @@ def conv_bn(x: Tensor, conv: Conv2d, bn: _BatchNorm) -> Tensor:
 
     The two layers run as they are in training (the BatchNorm needs the batch's statistics),
     and where scaling the kernels costs more than the pass it saves: one multiply per weight
-    against one per output value, e.g. a 1x1 conv from 1152 channels on a 7x7 map of one image.
+    against one per output value, e.g. a 1x1 conv from 1152 channels on a 7x7 map. That choice
+    is made per image, never from the batch size: the two ways round differently, and a
+    batch job cut into other batches would otherwise take the other way for some of them.
     """
     if bn.training:
         return bn(conv(x))
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     _, per_group, kh, kw = conv.weight.shape
     p, s = conv.padding, conv.stride
-    pixels = n * _out_size(h, kh, s, p) * _out_size(w, kw, s, p)
+    pixels = _out_size(h, kh, s, p) * _out_size(w, kw, s, p)  # per image: see the docstring
     if pixels < per_group * kh * kw:
         return bn(conv(x))
     mean, var = bn.running_mean, bn.running_var
