@@ -13,7 +13,7 @@ from pathlib import Path
 
 from models.card import ModelCard
 from models.classifier import Classifier, Explanation, Prediction, from_file
-from models.io import ModelFileError, load_model_file, read_json
+from models.io import ModelFileError, load_model_file, read_json, source_name
 from models.preprocess import ImageError
 
 MODELS_DIR = Path(__file__).resolve().parent
@@ -30,6 +30,7 @@ __all__ = [
     "Prediction",
     "available",
     "load",
+    "load_bytes",
     "read_card",
 ]
 
@@ -62,8 +63,20 @@ def load(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL) -> Classifier:
     path = Path(name_or_path)
     if path.suffix != ".npz" and not path.exists():
         path = MODELS_DIR / f"{name_or_path}.npz"
-    state, config = load_model_file(path)
+    return _classifier(path, path.stem, read_card(path))
+
+
+def load_bytes(data: bytes, name: str = "model") -> Classifier:
+    """A ``Classifier`` from a weights file's bytes (without its card): how a cluster's
+    workers load the model they are sent, without any pickled object of ours."""
+    return _classifier(data, name, ModelCard())
+
+
+def _classifier(source: Path | bytes, name: str, card: ModelCard) -> Classifier:
+    state, config = load_model_file(source)
     try:
-        return from_file(state, config, name=path.stem, card=read_card(path))
+        return from_file(state, config, name=name, card=card)
     except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
-        raise ModelFileError(f"{path} does not match its architecture ({exc})") from None
+        raise ModelFileError(
+            f"{source_name(source)} does not match its architecture ({exc})"
+        ) from None

@@ -18,7 +18,7 @@ from micrograd import Tensor, no_grad
 from micrograd import functional as F
 from micrograd.nn import Module
 from models.card import ModelCard
-from models.preprocess import LUMA, ImageSource, PreprocessConfig, decode, normalize
+from models.preprocess import LUMA, ImageError, ImageSource, PreprocessConfig, decode, normalize
 
 CLASS_NAMES = ("not_hotdog", "hotdog")
 #: Input pixels per forward pass when scoring many images: a network's activations grow with
@@ -102,6 +102,19 @@ class Explanation:
     method: str = "smoothgrad"
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One run of photos through ``Classifier.score``.
+
+    logits: ``float32 (n_read, 2)``, the network's logits (before the temperature) for the
+        photos that decoded, in their order.
+    errors: ``(position, message)`` for each photo that did not, position in the run.
+    """
+
+    logits: np.ndarray
+    errors: tuple[tuple[int, str], ...] = ()
+
+
 class Classifier:
     """``model``: logits ``(N, 2)`` from ``(N, C, size, size)``; ``preprocess``: how images are
     turned into that input; ``threshold``: ``p_hotdog`` at or above it means "hotdog";
@@ -154,6 +167,21 @@ class Classifier:
         return forward_in_batches(
             self.model, len(batch), batch_size, lambda a, b: normalize(batch[a:b], self.preprocess)
         )
+
+    def score(self, sources: Sequence[ImageSource], batch_size: int | None = None) -> Scored:
+        """Decode a run of photos and score those that decode, ``batch_size`` images per
+        forward pass (see ``logits_uint8``): the unit of work of ``predict`` and ``evaluate``,
+        in one process or on a cluster's workers. A result's last bits depend on which photos
+        share its forward pass, so both paths cut a job into the same runs."""
+        decoded, errors = [], []
+        for i, source in enumerate(sources):
+            try:
+                decoded.append(decode(source, self.preprocess.size))
+            except ImageError as exc:
+                errors.append((i, str(exc)))
+        if not decoded:
+            return Scored(np.zeros((0, 2), np.float32), tuple(errors))
+        return Scored(self.logits_uint8(np.stack(decoded), batch_size), tuple(errors))
 
     def p_hotdog_uint8(self, batch: np.ndarray, batch_size: int | None = None) -> np.ndarray:
         """``uint8 (N, size, size, 3)`` -> ``(N,)`` calibrated probability of hotdog."""

@@ -76,37 +76,57 @@ def save_arrays(path: str | os.PathLike[str], arrays: dict[str, Any]) -> None:
         f.write(buffer.getvalue())
 
 
-def load_arrays(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read every array of an ``.npz`` (no pickle). Raises ``ModelFileError`` on bad files."""
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(f"no such weights file: {p}")
-    if not zipfile.is_zipfile(p):  # np.load would blame pickling for any non-zip file
-        raise ModelFileError(f"{p} is not a .npz weights file (corrupt or another format)")
+#: A weights file as a path, or its bytes (as a cluster's workers receive it).
+WeightsSource = str | os.PathLike[str] | bytes
+
+
+def source_name(source: WeightsSource) -> str:
+    """How messages name a weights file: its path, or what bytes of one are."""
+    return "the weights received" if isinstance(source, bytes) else str(source)
+
+
+def load_arrays(source: WeightsSource) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file or of its bytes (no pickle). Raises
+    ``ModelFileError`` on bad files."""
+    name = source_name(source)
+    if isinstance(source, bytes):
+
+        def archive() -> Path | IO[bytes]:
+            return io.BytesIO(source)  # each reader from the start
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ModelFileError(f"no such weights file: {path}")
+
+        def archive() -> Path | IO[bytes]:
+            return path
+
+    if not zipfile.is_zipfile(archive()):  # np.load would blame pickling for any non-zip file
+        raise ModelFileError(f"{name} is not a .npz weights file (corrupt or another format)")
     try:
-        _check_sizes(p)
-        with np.load(p, allow_pickle=False) as data:
+        _check_sizes(archive(), name)
+        with np.load(archive(), allow_pickle=False) as data:
             return {k: data[k] for k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise ModelFileError(f"{p} is not a readable .npz weights file ({exc})") from None
+        raise ModelFileError(f"{name} is not a readable .npz weights file ({exc})") from None
 
 
-def _check_sizes(path: Path) -> None:
+def _check_sizes(archive: Path | IO[bytes], name: str) -> None:
     """Refuse, from the zip directory alone, a file whose arrays would unpack to more than
     ``MAX_UNPACKED_BYTES`` or that compresses like a zip bomb. A member cannot unpack to more
     than it declares: zipfile stops reading at the declared size."""
-    with zipfile.ZipFile(path) as archive:
-        members = archive.infolist()
+    with zipfile.ZipFile(archive) as z:
+        members = z.infolist()
     total = sum(m.file_size for m in members)
     if total > MAX_UNPACKED_BYTES:
         raise ModelFileError(
-            f"{path} would unpack to {total / 2**20:.0f} MB: more than any weights file "
+            f"{name} would unpack to {total / 2**20:.0f} MB: more than any weights file "
             f"({MAX_UNPACKED_BYTES // 2**20} MB)"
         )
     for m in members:
         if m.file_size > 2**20 and m.file_size > MAX_COMPRESSION_RATIO * max(m.compress_size, 1):
             raise ModelFileError(
-                f"{path} holds {m.filename!r}, compressed {m.file_size // max(m.compress_size, 1)}"
+                f"{name} holds {m.filename!r}, compressed {m.file_size // max(m.compress_size, 1)}"
                 " times: a zip bomb, not weights"
             )
 
@@ -128,9 +148,11 @@ def save_model(
     return npz
 
 
-def load_model_file(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Read a weights file written by ``save_model``: ``(state_dict, config)``."""
-    arrays = load_arrays(path)
+def load_model_file(source: WeightsSource) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Read a weights file written by ``save_model`` (its path or its bytes):
+    ``(state_dict, config)``."""
+    arrays = load_arrays(source)
+    path = source_name(source)
     if CONFIG_KEY not in arrays:
         raise ModelFileError(f"{path} has no model config: not a weights file of this project")
     try:

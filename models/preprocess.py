@@ -194,7 +194,7 @@ def _open_source(source: ImageSource) -> IO[bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
-        data = _read_path(Path(source))
+        data = read_file(Path(source))
     elif hasattr(source, "read"):
         try:
             if hasattr(source, "seek"):
@@ -217,12 +217,14 @@ def _open_source(source: ImageSource) -> IO[bytes]:
     return io.BytesIO(data)
 
 
-def _read_path(path: Path) -> bytes:
-    """The bytes of a regular file (symlinks followed), at most ``MAX_FILE_BYTES`` + 1 of them.
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """The bytes of a regular file (symlinks followed), at most ``MAX_FILE_BYTES`` + 1 of them;
+    ``ImageError`` with the message ``decode`` gives when the file cannot be read.
 
     Anything else is refused before it is opened: opening a FIFO blocks until someone writes
     to it, and a device such as ``/dev/zero`` never ends.
     """
+    path = Path(path)
     try:
         info = path.stat()
         if stat.S_ISDIR(info.st_mode):

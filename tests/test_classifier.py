@@ -74,3 +74,13 @@ def test_black_and_white_is_named_for_a_colour_model(
 def test_a_blank_photo_is_blank_not_gray(colour_model: Classifier) -> None:
     (warning,) = warnings_for(colour_model, jpeg(Image.new("RGB", (100, 80), (128, 128, 128))))
     assert "nearly blank" in warning
+
+
+def test_score_decodes_a_run_and_scores_what_decodes(colour_model: Classifier) -> None:
+    photos = [jpeg(smooth(80, 60)), b"", b"not a photo", jpeg(smooth(40, 90))]
+    scored = colour_model.score(photos)
+    assert scored.errors == ((1, "empty file"), (2, "not an image (or an unsupported format)"))
+    expected = colour_model.logits_uint8(colour_model.uint8_batch([photos[0], photos[3]]))
+    assert np.array_equal(scored.logits, expected)
+    nothing = colour_model.score([b""])
+    assert nothing.logits.shape == (0, 2) and nothing.errors == ((0, "empty file"),)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import models
 from models.io import (
     ModelFileError,
     atomic_write,
@@ -142,3 +143,16 @@ def test_a_model_file_of_the_wrong_shape_is_a_one_line_error(
     path = save_model(tmp_path / "m", {"w": np.zeros(3, np.float32)}, config)
     with pytest.raises(models.ModelFileError, match=words):
         models.load(path)
+
+
+def test_a_model_loads_from_the_bytes_of_its_file(tmp_path: Path) -> None:
+    """How a cluster's workers load the model: from the file's bytes, no pickle."""
+    shipped = models.MODELS_DIR / "hotdog_cnn.npz"
+    from_bytes, from_file = models.load_bytes(shipped.read_bytes()), models.load(shipped)
+    x = np.random.default_rng(0).integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    assert np.array_equal(from_bytes.logits_uint8(x), from_file.logits_uint8(x))
+    with pytest.raises(models.ModelFileError, match=r"^the weights received is not a \.npz"):
+        models.load_bytes(b"not a weights file")
+    cut = shipped.read_bytes()[:5000]
+    with pytest.raises(models.ModelFileError, match=r"^the weights received"):
+        models.load_bytes(cut)
