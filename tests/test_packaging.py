@@ -23,7 +23,7 @@ def test_wheel_holds_the_packages_the_weights_and_the_runtime_requirements(
     optional_import("setuptools")
     source = tmp_path / "src"  # build a copy: building in place would leave build/ behind
     source.mkdir()
-    for name in ("pyproject.toml", "requirements.txt", "README.md"):
+    for name in ("pyproject.toml", "requirements.txt", "requirements-ray.txt", "README.md"):
         shutil.copy(ROOT / name, source / name)
     for package in ("micrograd", "models", "training"):
         shutil.copytree(ROOT / package, source / package, ignore=shutil.ignore_patterns("*.pyc"))
@@ -49,9 +49,11 @@ def test_wheel_holds_the_packages_the_weights_and_the_runtime_requirements(
         for line in zipfile.ZipFile(wheel).read(metadata).decode().splitlines()
         if line.startswith("Requires-Dist:")
     }
-    runtime = {
-        line.strip()
-        for line in (ROOT / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    }
-    assert requires == runtime
+
+    def pinned(name: str) -> set[str]:
+        lines = (ROOT / name).read_text().splitlines()
+        return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+    ray = {f'{requirement}; extra == "ray"' for requirement in pinned("requirements-ray.txt")}
+    assert requires == pinned("requirements.txt") | ray  # Ray only with pip install '.[ray]'
+    assert "Provides-Extra: ray" in zipfile.ZipFile(wheel).read(metadata).decode()

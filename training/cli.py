@@ -12,16 +12,18 @@ hidden when stderr is not a terminal or ``TQDM_DISABLE=1``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import time
 import unicodedata
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,12 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from models import DEFAULT_MODEL, MODELS_DIR, Classifier, ImageError, ModelFileError
+from micrograd import Tensor
+from models import DEFAULT_MODEL, MODELS_DIR, Classifier, ModelFileError
 from models import load as load_classifier
-from training.data import Dataset, DatasetError, load_dataset
+from models.classifier import Scored, eval_batch_size
+from training.cluster import Cluster, ClusterError
+from training.data import Dataset, DatasetError, Sample, find_images, load_dataset, warn_skipped
 from training.loop import OPTIMIZERS, Callback, CheckpointError, TrainingDiverged, checkpoint_epoch
 from training.metrics import accuracy_by_group, calibration_error, summarize
 from training.pretrained import VARIANTS
@@ -186,15 +191,18 @@ def _report(outcome: Outcome) -> None:
 
 def _recorded(argv: Sequence[str]) -> list[str]:
     """``argv`` as the card records it: without ``--notes TEXT`` (the card keeps the notes on
-    their own, without a paragraph of shell quoting) and without ``--resume`` (the command
-    that makes the model is the same however often it was interrupted)."""
-    out, skip = [], False
+    their own, without a paragraph of shell quoting), and without ``--resume`` and ``--ray
+    [ADDRESS]`` (the command that makes the model is the same however often it was
+    interrupted, and wherever its feature pass ran)."""
+    out: list[str] = []
+    dropping: str | None = None  # the option whose value may come next
     for arg in argv:
-        if skip:
-            skip = False
-        elif arg == "--notes":
-            skip = True
-        elif arg != "--resume" and not arg.startswith("--notes="):
+        option, dropping = dropping, None
+        if option == "--notes" or (option == "--ray" and not arg.startswith("-")):
+            continue  # the notes, or the cluster's address
+        if arg in ("--notes", "--ray"):
+            dropping = arg
+        elif arg != "--resume" and not arg.startswith(("--notes=", "--ray=")):
             out.append(arg)
     return out
 
@@ -269,6 +277,38 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------- clusters
+
+#: ``--ray`` without an address: Ray's own word for "start a new cluster on this machine".
+LOCAL = "local"
+RAY_HELP = (
+    "run on a Ray cluster: without ADDRESS one started on this machine, a worker per core; "
+    "'auto' joins the one `ray start` runs here, 'ray://HOST:10001' or 'HOST:6379' a remote one "
+    "(needs pip install '.[ray]')"
+)
+
+
+def _ray_address(text: str) -> str:
+    """``--ray``'s value: ``local``, ``auto``, ``ray://host:port`` or ``host:port``."""
+    if text in (LOCAL, "auto") or re.fullmatch(r"(ray://)?[\w.\-]+:\d{1,5}", text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a cluster address (auto, ray://HOST:PORT or HOST:PORT); "
+        "to start one on this machine, write --ray local or put --ray after the file names"
+    )
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[Cluster | None]:
+    """The cluster ``--ray`` asks for (None without it); stopped after, if started here."""
+    if args.ray is None:
+        yield None
+        return
+    with Cluster(None if args.ray == LOCAL else args.ray) as cluster:
+        cluster.connect()
+        yield cluster
+
+
 # ------------------------------------------------------------------------------- evaluate
 
 
@@ -282,18 +322,18 @@ def _load_weights(weights: str) -> Classifier:
 def evaluation_table(
     weights: str,
     clf: Classifier,
-    data: Dataset,
+    skipped: int,
     metrics: dict[str, Any],
     per_source: dict[str, Any],
 ) -> str:
-    """The human-readable ``evaluate`` report."""
+    """The human-readable ``evaluate`` report (``skipped``: files that could not be read)."""
     (tn, fp), (fn, tp) = metrics["confusion"]
     pre = clf.preprocess
     kind = "gray" if pre.grayscale else "RGB"
     lines = [
         f"model              {weights} ({pre.size}px {kind}, threshold {clf.threshold:.2f})",
         f"images             {metrics['n']}"
-        + (f" ({len(data.skipped)} unreadable, skipped)" if data.skipped else ""),
+        + (f" ({skipped} unreadable, skipped)" if skipped else ""),
         f"accuracy           {metrics['accuracy']:.4f}",
         f"balanced accuracy  {metrics['balanced_accuracy']:.4f}",
         f"ROC AUC            {_fmt(metrics['roc_auc'], '.4f')}",
@@ -312,21 +352,74 @@ def evaluation_table(
     return "\n".join(lines)
 
 
+def _logits_here(
+    clf: Classifier, samples: list[Sample], data: Dataset, batch_size: int
+) -> np.ndarray:
+    """``evaluate``'s logits in this process: the decoded photos of each run of
+    ``batch_size`` files go through the network together, as on a cluster (``Cluster.score``
+    scores the same runs), so both give the same bits."""
+    skipped = {path for path, _ in data.skipped}
+    readable = np.array([str(s.path) not in skipped for s in samples])
+    ends = [*np.cumsum(readable)[batch_size - 1 :: batch_size].tolist(), len(data)]
+    if int(readable.sum()) != len(data):
+        raise UsageError("the folders changed while they were read; run the command again")
+    out, start = [np.zeros((0, 2), np.float32)], 0
+    for end in ends:
+        if end > start:
+            out.append(clf.logits_uint8(data.eval_images[start:end], batch_size))
+        start = end
+    return np.concatenate(out)
+
+
+def _scored_on(
+    cluster: Cluster, weights: str, samples: list[Sample], batch_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[tuple[str, str], ...]]:
+    """``evaluate`` on a cluster: ``(logits, labels, sources, skipped)`` of ``samples``."""
+    runs = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
+    bar = tqdm(
+        total=len(samples), desc="scoring", unit="img", leave=False, disable=_bars_disabled()
+    )
+    logits, keep, skipped = [np.zeros((0, 2), np.float32)], [], []
+    with bar:
+        paths = ([str(s.path) for s in run] for run in runs)
+        scored = cluster.score(Path(weights), paths, batch_size, lambda i: bar.update(len(runs[i])))
+        for run, result in zip(runs, scored, strict=True):
+            unreadable = dict(result.errors)
+            skipped += [(str(run[i].path), message) for i, message in result.errors]
+            keep += [s for i, s in enumerate(run) if i not in unreadable]
+            logits.append(result.logits)
+    if not keep:
+        raise UsageError(f"none of the {len(samples)} image files could be read")
+    warn_skipped(tuple(skipped))
+    labels = np.array([s.label for s in keep], dtype=np.int64)
+    return np.concatenate(logits), labels, np.array([s.source for s in keep]), tuple(skipped)
+
+
 def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     started = time.perf_counter()
     clf = _load_weights(args.weights)
     size = clf.preprocess.size
-    decoding = DecodeProgress(f"decoding {size}px")
-    try:
-        data = load_dataset(args.data, size, size, workers=args.workers, progress=decoding)
-    finally:
-        decoding.close()
-    p = clf.p_hotdog_uint8(data.eval_images, batch_size=args.batch_size)
-    metrics = summarize(data.labels, p, clf.threshold)
-    metrics["calibration_error"] = calibration_error(data.labels, p)
-    per_source = accuracy_by_group(data.labels, p, data.sources, clf.threshold)
+    batch_size = args.batch_size or eval_batch_size(size)
+    samples = find_images(args.data)
+    with _cluster(args) as cluster:
+        if cluster is not None:
+            logits, labels, sources, skipped = _scored_on(
+                cluster, args.weights, samples, batch_size
+            )
+        else:
+            decoding = DecodeProgress(f"decoding {size}px")
+            try:
+                data = load_dataset(args.data, size, size, workers=args.workers, progress=decoding)
+            finally:
+                decoding.close()
+            logits = _logits_here(clf, samples, data, batch_size)
+            labels, sources, skipped = data.labels, data.sources, data.skipped
+    p = clf.p_hotdog_logits(Tensor(logits))
+    metrics = summarize(labels, p, clf.threshold)
+    metrics["calibration_error"] = calibration_error(labels, p)
+    per_source = accuracy_by_group(labels, p, sources, clf.threshold)
     seconds = time.perf_counter() - started
-    print(evaluation_table(args.weights, clf, data, metrics, per_source))
+    print(evaluation_table(args.weights, clf, len(skipped), metrics, per_source))
     print(f"seconds            {seconds:.2f}")
     if args.json:
         keys = ("n", "accuracy", "balanced_accuracy", "confusion", "roc_auc", "calibration_error")
@@ -358,21 +451,33 @@ def shown_path(path: str) -> str:
 def cmd_predict(args: argparse.Namespace, argv: Sequence[str]) -> int:
     clf = _load_weights(args.weights)
     failed = 0
-    # In batches, printed as they are done: memory does not grow with the number of files.
-    for start in range(0, len(args.images), PREDICT_BATCH):
-        decoded: list[tuple[str, np.ndarray]] = []
-        for path in args.images[start : start + PREDICT_BATCH]:
-            try:
-                decoded.append((path, clf.uint8_batch([path])[0]))
-            except ImageError as exc:
-                print(f"{shown_path(path)}: {exc}", file=sys.stderr)
-                failed += 1
-        if decoded:
-            p = clf.p_hotdog_uint8(np.stack([im for _, im in decoded]))
-            for (path, _), p_hotdog in zip(decoded, p, strict=True):
-                label = clf.verdict(float(p_hotdog)).label
-                print(f"{shown_path(path)}\t{label}\t{p_hotdog:.4f}", flush=True)
+    # In runs, printed as they are done: memory does not grow with the number of files.
+    runs = [args.images[i : i + PREDICT_BATCH] for i in range(0, len(args.images), PREDICT_BATCH)]
+    bar = tqdm(total=len(args.images), unit="img", leave=False, disable=_bars_disabled())
+    with bar, _cluster(args) as cluster:
+        if cluster is None:
+            results: Iterator[Scored] = (clf.score(run) for run in runs)
+        else:
+            results = cluster.score(args.weights, runs, done=lambda i: bar.update(len(runs[i])))
+        for run, scored in zip(runs, results, strict=True):
+            failed += _print_predictions(clf, run, scored)
+            if cluster is None:
+                bar.update(len(run))
     return EXIT_FAILED if failed else EXIT_OK
+
+
+def _print_predictions(clf: Classifier, run: Sequence[str], scored: Scored) -> int:
+    """``predict``'s lines for one run of photos (errors on stderr); the number of errors."""
+    unreadable = dict(scored.errors)
+    for i, message in scored.errors:
+        _say(f"{shown_path(run[i])}: {message}")
+    p = clf.p_hotdog_logits(Tensor(scored.logits)) if len(scored.logits) else []
+    read = [path for i, path in enumerate(run) if i not in unreadable]
+    for path, p_hotdog in zip(read, p, strict=True):
+        label = clf.verdict(float(p_hotdog)).label
+        tqdm.write(f"{shown_path(path)}\t{label}\t{p_hotdog:.4f}", file=sys.stdout)
+    sys.stdout.flush()
+    return len(unreadable)
 
 
 # ------------------------------------------------------------------------------- fetch
@@ -451,6 +556,12 @@ def _fraction(text: str) -> float:
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), not {value}")
     return value
+
+
+def _ray_option(parser: argparse.ArgumentParser, what: str = "") -> None:
+    parser.add_argument(
+        "--ray", nargs="?", const=LOCAL, type=_ray_address, metavar="ADDRESS", help=what + RAY_HELP
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -571,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--trainable-blocks", type=_positive_int, help="effnet: last MBConv blocks to train"
     )
+    _ray_option(t, "effnet: the feature pass ")
     t.set_defaults(handler=cmd_train)
 
     e = sub.add_parser("evaluate", help="score weights on labelled folders")
@@ -581,11 +693,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_positive_int, help="images per pass (default: by input size)"
     )
     e.add_argument("--workers", type=_positive_int, help="decoding processes (default: all CPUs)")
+    _ray_option(e)
     e.set_defaults(handler=cmd_evaluate)
 
     p = sub.add_parser("predict", help="classify images: path<TAB>label<TAB>p_hotdog")
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help=WEIGHTS_HELP)
     p.add_argument("images", nargs="+", metavar="IMAGE")
+    _ray_option(p)
     p.set_defaults(handler=cmd_predict)
 
     w = sub.add_parser(
@@ -655,7 +769,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _one_line_warning
         try:
             return args.handler(args, argv)
-        except (UsageError, DatasetError, ModelFileError, CheckpointError) as exc:
+        except (UsageError, DatasetError, ModelFileError, CheckpointError, ClusterError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except TrainingDiverged as exc:

@@ -289,7 +289,7 @@ def load_dataset(
         if dataset is not None:
             if progress:
                 progress(len(samples), len(samples))
-            _warn_skipped(dataset.skipped)
+            warn_skipped(dataset.skipped)
             return dataset
 
     dataset = _decode_all(samples, size, cache_size, workers, progress)
@@ -298,7 +298,7 @@ def load_dataset(
         raise DatasetError(f"none of the {len(samples)} image files in {shown} could be read")
     if cache_file is not None:
         _write_cache(cache_file, dataset)
-    _warn_skipped(dataset.skipped)
+    warn_skipped(dataset.skipped)
     return dataset
 
 
@@ -408,7 +408,8 @@ def _decode_all(
     )
 
 
-def _warn_skipped(skipped: tuple[tuple[str, str], ...]) -> None:
+def warn_skipped(skipped: tuple[tuple[str, str], ...]) -> None:
+    """One ``SkippedImagesWarning`` for the ``(path, reason)`` of every unreadable file."""
     if skipped:
         n = len(skipped)
         path, reason = skipped[0]

@@ -27,18 +27,23 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from micrograd import Tensor
+from micrograd import Tensor, no_grad
 from micrograd.nn import BatchNorm2d, Module, Sequential
 from models.architectures import EfficientNetLite, build
-from models.classifier import forward_in_batches
-from models.io import ModelFileError, atomic_write, load_model_file
+from models.io import (
+    ModelFileError,
+    WeightsSource,
+    atomic_write,
+    load_model_file,
+    source_name,
+)
 from models.preprocess import PreprocessConfig, normalize
 from training.augment import Augmenter
 from training.data import Dataset
@@ -46,7 +51,8 @@ from training.loop import Callback, FitResult, Rows, TrainConfig, fit_rows
 
 #: Photos per forward pass of the frozen part; small batches keep the activations in cache.
 EXTRACT_BATCH = 4
-FEATURES_VERSION = 1
+#: 2: each unit's augmentation seeded on its own (``FeatureJob``), not from one stream per view.
+FEATURES_VERSION = 2
 
 Progress = Callable[[int, int], None]
 
@@ -85,23 +91,28 @@ class FinetuneSettings:
 
 
 def load_pretrained(
-    path: str | os.PathLike[str], dropout: float, seed: int
+    path: WeightsSource, dropout: float, seed: int
 ) -> tuple[EfficientNetLite, dict[str, Any]]:
-    """A 2-class ``EfficientNetLite`` holding the ImageNet weights at ``path`` everywhere but
-    in its new classifier, and the architecture config that rebuilds it.
-    ``ModelFileError`` if the file is not an imported EfficientNet-Lite."""
+    """A 2-class ``EfficientNetLite`` holding the ImageNet weights at ``path`` (or in those
+    bytes) everywhere but in its new classifier, and the architecture config that rebuilds it;
+    every BatchNorm keeps its ImageNet statistics (``lock_eval``: the cached features are
+    computed with them). ``ModelFileError`` if the file is not an imported EfficientNet-Lite."""
+    shown = source_name(path)
     state, config = load_model_file(path)
     arch = config.get("architecture", {})
     if not isinstance(arch, dict) or arch.get("type") != "efficientnet_lite":
-        raise ModelFileError(f"{path} is not an EfficientNet-Lite weights file")
+        raise ModelFileError(f"{shown} is not an EfficientNet-Lite weights file")
     architecture = {**arch, "num_classes": 2, "dropout": dropout, "seed": seed}
     model = build(architecture)
     assert isinstance(model, EfficientNetLite)
     backbone = {k: v for k, v in state.items() if not k.startswith("classifier.")}
     missing = {k for k in model.state_dict() if not k.startswith("classifier.")} - set(backbone)
     if missing:
-        raise ModelFileError(f"{path} lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
+        raise ModelFileError(f"{shown} lacks {len(missing)} tensors, e.g. {sorted(missing)[0]}")
     model.load_state_dict(backbone, strict=False)
+    for module in model.modules():
+        if isinstance(module, BatchNorm2d):
+            module.lock_eval()
     return model, architecture
 
 
@@ -175,22 +186,78 @@ def _features_key(data: Dataset, settings: FinetuneSettings, seed: int) -> str:
     return h.hexdigest()[:16]
 
 
+#: One unit of the feature pass: ``(view, start, pixels)``, the photos ``start, start + 1, ...``
+#: as ``uint8 (n, S, S, 3)`` squares (the serving ones for view 0, the training ones otherwise).
+FeatureUnit = tuple[int, int, np.ndarray]
+#: How a feature pass's units are run: in order here, or on a cluster's workers
+#: (``training.cluster.Cluster.map``); ``done(i)`` as unit ``i`` finishes.
+RunUnits = Callable[["FeatureJob", Iterable[FeatureUnit], Callable[[int], None]], Iterable[Any]]
+
+
+class FeatureJob:
+    """The frozen part as a pure function of one ``FeatureUnit``: ``float16 (n, C, h, w)``.
+
+    View 0 is the pixels as they are; view ``v > 0`` is ``augmenter`` applied to them with a
+    generator seeded by ``(seed, v, start)``, so a unit's result depends on nothing computed
+    before it, and units can run anywhere, in any order.
+    """
+
+    def __init__(
+        self,
+        part: Module,
+        preprocess: PreprocessConfig,
+        augmenter: Augmenter | None,
+        seed: int,
+        spec: dict[str, Any] | None = None,
+        pretrained: Path | None = None,
+    ) -> None:
+        self.part, self.preprocess, self.augmenter, self.seed = part, preprocess, augmenter, seed
+        # what ``from_spec`` rebuilds the job from on a worker, with the pretrained file's bytes
+        self.spec, self.pretrained = spec or {}, pretrained
+
+    def __call__(self, unit: FeatureUnit) -> np.ndarray:
+        view, start, pixels = unit
+        if view > 0 and self.augmenter is not None:
+            pixels = self.augmenter(pixels, np.random.default_rng([self.seed, view, start]))
+        x = Tensor(normalize(pixels, self.preprocess))
+        with no_grad():
+            return self.part(x).numpy().astype(np.float16)
+
+    @classmethod
+    def from_spec(cls, blob: bytes, spec: dict[str, Any]) -> FeatureJob:
+        """The job ``spec`` describes (see ``finetune``), on the pretrained file's bytes: how a
+        cluster's worker builds it."""
+        net, _ = load_pretrained(blob, 0.0, spec["seed"])
+        part = frozen_part(net, spec["trainable_blocks"])
+        augment = spec["augment"]
+        augmenter = Augmenter(augment) if augment is not None else None
+        return cls(part, PreprocessConfig.from_dict(spec["preprocess"]), augmenter, spec["seed"])
+
+
+def _units_here(
+    job: FeatureJob, units: Iterable[FeatureUnit], done: Callable[[int], None]
+) -> Iterator[np.ndarray]:
+    for i, unit in enumerate(units):
+        out = job(unit)
+        done(i)
+        yield out
+
+
 def extract_views(
-    part: Module,
+    job: FeatureJob,
     data: Dataset,
-    preprocess: PreprocessConfig,
-    augmenter: Augmenter | None,
     views: int,
-    seed: int,
     cache_dir: Path,
     key: str,
     progress: Progress | None = None,
+    run: RunUnits | None = None,
 ) -> np.ndarray:
     """``float16 (views, N, C, h, w)``: the frozen part's output for every view of every photo.
 
-    View 0 is ``data.eval_images`` (serving pixels); view ``v > 0`` is ``augmenter`` applied to
-    the training squares with a generator seeded by ``(seed, v)``. Each view is saved to
-    ``cache_dir`` when done (atomically) and read back on the next run with the same key.
+    View 0 is ``data.eval_images`` (serving pixels), view ``v > 0`` the training squares
+    augmented (``FeatureJob``), ``EXTRACT_BATCH`` photos per unit, units run by ``run`` (default:
+    one after another, here). Each view is saved to ``cache_dir`` when done (atomically) and
+    read back on the next run with the same key, whichever way it was computed.
     """
     out: list[np.ndarray] = []
     total = views * len(data)
@@ -201,18 +268,18 @@ def extract_views(
             if progress:
                 progress((v + 1) * len(data), total)
             continue
-        rng = np.random.default_rng([seed, v])
+        pixels = data.eval_images if v == 0 else data.images
+        starts = range(0, len(data), EXTRACT_BATCH)
+        units = ((v, start, pixels[start : start + EXTRACT_BATCH]) for start in starts)
+        finished = 0
 
-        def pixels(start: int, stop: int, v: int = v, rng: np.random.Generator = rng) -> Any:
-            if v == 0 or augmenter is None:
-                return normalize(data.eval_images[start:stop], preprocess)
-            return normalize(augmenter(data.images[start:stop], rng), preprocess)
-
-        def done(stop: int, v: int = v) -> None:
+        def done(i: int, v: int = v, starts: range = starts) -> None:
+            nonlocal finished
+            finished += min(EXTRACT_BATCH, len(data) - starts[i])
             if progress:
-                progress(v * len(data) + stop, total)
+                progress(v * len(data) + finished, total)
 
-        view = forward_in_batches(part, len(data), EXTRACT_BATCH, pixels, np.float16, done)
+        view = np.concatenate(list((run or _units_here)(job, units, done)))
         buffer = io.BytesIO()
         np.save(buffer, view, allow_pickle=False)
         with atomic_write(path) as f:
@@ -234,8 +301,10 @@ def finetune(
     checkpoint: str | os.PathLike[str] | None = None,
     resume: bool = False,
     progress: Progress | None = None,
+    run: RunUnits | None = None,
 ) -> tuple[EfficientNetLite, dict[str, Any], FitResult]:
-    """Fine-tune the pretrained network on ``train`` (see the module docstring).
+    """Fine-tune the pretrained network on ``train`` (see the module docstring); ``run`` runs
+    the feature pass's units (``extract_views``; e.g. on a cluster).
 
     train, val: ``Dataset`` s at ``config.preprocess``'s size (224), ``train.images`` larger
         for the augmented views. Returns the whole network (eval mode), the architecture
@@ -244,21 +313,21 @@ def finetune(
     """
     preprocess = PreprocessConfig.from_dict(config.preprocess)
     net, architecture = load_pretrained(settings.pretrained, settings.dropout, config.seed)
-    for module in net.modules():  # every BatchNorm keeps its ImageNet statistics
-        if isinstance(module, BatchNorm2d):
-            module.lock_eval()
     k = settings.trainable_blocks
     if k > len(net.blocks):
         raise ValueError(f"trainable_blocks {k} is over the network's {len(net.blocks)} blocks")
+    augment = {**settings.augment, "out_size": preprocess.size}
+    spec = {"trainable_blocks": k, "augment": augment, "preprocess": config.preprocess,
+            "seed": config.seed}  # fmt: skip
     part = frozen_part(net, k)
-    augmenter = Augmenter({**settings.augment, "out_size": preprocess.size})
+    job = FeatureJob(
+        part, preprocess, Augmenter(augment), config.seed, spec, Path(settings.pretrained)
+    )
     cache = Path(cache_dir)
 
     def rows(data: Dataset, views: int) -> FeatureRows:
         key = _features_key(data, settings, config.seed)
-        features = extract_views(
-            part, data, preprocess, augmenter, views, config.seed, cache, key, progress
-        )
+        features = extract_views(job, data, views, cache, key, progress, run)
         return FeatureRows(features, data.labels, data.sources, key)
 
     train_rows = rows(train, settings.views)

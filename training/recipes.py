@@ -36,6 +36,7 @@ from models.io import ModelFileError, save_model
 from models.preprocess import PreprocessConfig
 from training.augment import AugmentConfig
 from training.calibration import cross_fitted, fit_temperature, p_hotdog
+from training.cluster import Cluster, ClusterError, import_ray
 from training.data import Dataset, default_cache_dir, load_dataset, stratified_split
 from training.finetune import FinetuneSettings, finetune
 from training.loop import Callback, FitResult, TrainConfig, checkpoint_epoch, fit, score_logits
@@ -172,6 +173,8 @@ class TrainOptions:
     limit: use at most this many images (stratified), for quick runs. architecture: replaces
     the preset's network (from-scratch presets only). pretrained, views, trainable_blocks:
     the pretrained presets' ``FinetuneSettings``. force: write over an existing model.
+    ray: run the pretrained presets' feature pass on a Ray cluster (``"local"``, ``"auto"``,
+    ``"ray://host:port"``; ``training.cluster``); None: in this process.
     command: the command line recorded in the card (None: not recorded).
     """
 
@@ -206,6 +209,7 @@ class TrainOptions:
     views: int | None = None
     trainable_blocks: int | None = None
     force: bool = False
+    ray: str | None = None
     command: str | None = None
 
 
@@ -291,6 +295,16 @@ def plan(options: TrainOptions) -> Plan:
     if options.model not in PRESETS:
         raise RecipeError(f"unknown model {options.model!r} (presets: {', '.join(PRESETS)})")
     preset = PRESETS[options.model]
+    if options.ray is not None:
+        if preset.finetune is None:
+            raise RecipeError(
+                f"--ray runs the pretrained presets' feature pass; {options.model} trains from "
+                "scratch, in this process"
+            )
+        try:
+            import_ray()  # said now, not after the photos are decoded
+        except ClusterError as exc:
+            raise RecipeError(str(exc)) from None
     settings = {**TRAIN_DEFAULTS, **preset.train}
     settings.update({k: getattr(options, k) for k in settings if getattr(options, k) is not None})
     try:
@@ -428,11 +442,15 @@ def train(
         result = fit(model, train, val, p.config, callbacks, p.checkpoint, resume=o.resume)
         return model, p.architecture, result
     cache = default_cache_dir() / "features"
-    try:
-        return finetune(train, val, p.finetune, p.config, cache, list(callbacks), p.checkpoint,
-                        o.resume, progress=feature_progress)  # fmt: skip
-    except ModelFileError as exc:
-        raise RecipeError(str(exc)) from None
+    with contextlib.ExitStack() as stack:
+        run = None
+        if o.ray is not None:  # connects only if a view is not cached yet
+            run = stack.enter_context(Cluster(None if o.ray == "local" else o.ray)).features
+        try:
+            return finetune(train, val, p.finetune, p.config, cache, list(callbacks),
+                            p.checkpoint, o.resume, feature_progress, run)  # fmt: skip
+        except ModelFileError as exc:
+            raise RecipeError(str(exc)) from None
 
 
 def held_out_metrics(
