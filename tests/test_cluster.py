@@ -269,3 +269,47 @@ def test_ctrl_c_stops_the_job_and_the_cluster_it_started(tmp_path: Path) -> None
     while raylets() - before and time.monotonic() < deadline:
         time.sleep(0.5)
     assert not raylets() - before  # the cluster it started is gone
+
+
+@pytest.mark.slow
+def test_a_fine_tune_resumes_across_the_two_paths(tmp_path: Path) -> None:
+    """``train --ray`` writes the feature cache a plain ``train`` then reads (and the other way
+    round): the same files, byte for byte, and the same model."""
+    ray_installed()
+    data = write_image_folder(tmp_path / "data", n_per_class=10, side=48, fmt="JPEG")
+    pretrained = wide_pretrained(tmp_path)
+    cache = tmp_path / "cache"
+
+    def train(out: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        command = [
+            sys.executable, "-m", "training", "train", "--data", str(data), "--model", "effnet",
+            "--pretrained", str(pretrained), "--size", "32", "--epochs", "1", "--views", "2",
+            "--trainable-blocks", "1", "--batch-size", "8", "--workers", "1",
+            "--out", str(tmp_path / out), *extra,
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "TQDM_DISABLE": "1",
+               "HOTDOG_CACHE_DIR": str(cache)}  # fmt: skip
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done
+
+    def cached() -> dict[str, tuple[bytes, int]]:
+        files = (cache / "features").glob("features-*.npy")
+        return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+
+    train("on_ray", "--ray")
+    made = cached()
+    assert len(made) == 3  # two views of the training split, one of the held-out photos
+    train("resumed")  # plain, on the cache --ray wrote: it reads those files, writes none
+    assert cached() == made
+    for p in (cache / "features").glob("features-*.npy"):
+        p.unlink()
+    train("plain")  # and computing them again without Ray gives the same bytes
+    assert {name: data for name, (data, _) in cached().items()} == {
+        name: data for name, (data, _) in made.items()
+    }
+    names = ("on_ray", "resumed", "plain")
+    cards = [json.loads((tmp_path / f"{name}.json").read_text()) for name in names]
+    assert cards[0]["metrics"] == cards[1]["metrics"] == cards[2]["metrics"]
+    assert "--ray" not in cards[0]["command"]  # where the features were made is not the recipe
