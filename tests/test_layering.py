@@ -20,8 +20,8 @@ ALLOWED = {
 PROJECT = {"micrograd", "models", "training", "app", "benchmarks", "tests", "examples"}
 
 
-def project_imports(path: Path) -> set[str]:
-    """The top-level project packages ``path`` imports (absolute imports)."""
+def project_imports(path: Path, packages: set[str] = PROJECT) -> set[str]:
+    """The top-level packages among ``packages`` that ``path`` imports (absolute imports)."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
         if isinstance(node, ast.Import):
@@ -30,7 +30,7 @@ def project_imports(path: Path) -> set[str]:
             names = [node.module]
         else:
             continue
-        found |= {name.split(".")[0] for name in names} & PROJECT
+        found |= {name.split(".")[0] for name in names} & packages
     return found
 
 
@@ -51,3 +51,15 @@ def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
     path = tmp_path / "m.py"
     path.write_text("def f():\n    from training.data import x\n    import app\n")
     assert project_imports(path) == {"training", "app"}
+
+
+def test_only_the_cluster_module_imports_ray() -> None:
+    """Ray is an optional extra for batch jobs: serving (app.py, models, micrograd) and the
+    rest of training must run without it."""
+    importers = {
+        str(path.relative_to(ROOT))
+        for part in ALLOWED
+        for path in files(part)
+        if project_imports(path, {"ray"})
+    }
+    assert importers == {"training/cluster.py"}
