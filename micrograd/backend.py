@@ -6,7 +6,9 @@ Every array operation in the Tensor engine goes through ``xp``. Today that is nu
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import numpy
@@ -36,32 +38,22 @@ def cpu_count() -> int:
     return os.cpu_count() or 1
 
 
-#: The longest inner dimension one BLAS product sums at once (see ``k_blocks``).
-K_BLOCK = 256
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """Inside the block, every BLAS library of the process (numpy's and scipy's) runs on one
+    thread; the thread count it had comes back after.
 
-
-def k_blocks(k: int) -> list[slice | None]:
-    """How a matrix product with inner dimension ``k`` is summed: ``[None]`` (at once) when
-    ``k <= K_BLOCK``, else consecutive slices of ``K_BLOCK``, added in order.
-
-    OpenBLAS splits a long inner dimension into blocks of its own, and how depends on its
-    thread count, so a product's last bits would depend on how many threads it ran on. Summed
-    in blocks this short, each BLAS call is one block whatever the thread count, so a batch
-    scores the same bits on 1 thread or 16, in one process or on a cluster's one-thread
-    workers. (Not whatever the batch: BLAS picks other kernels for small matrices, so the
-    photos that share a forward pass still matter; batch jobs cut theirs the same way.)
+    A product's last bits can depend on BLAS's thread count (numpy's OpenBLAS on an AMD EPYC
+    gives other bits on one thread than on two, even for products of 27 terms), so the batch jobs
+    run each unit on one BLAS thread, many units at once: on threads here
+    (``training.parallel``), on one-thread workers on a cluster. Either way a unit gives the
+    same bits. Needs ``threadpoolctl``; scipy's BLAS, otherwise loaded on a conv's first
+    product, is loaded first so that the limit reaches it too.
     """
-    if k <= K_BLOCK:
-        return [None]
-    return [slice(start, min(start + K_BLOCK, k)) for start in range(0, k, K_BLOCK)]
+    from threadpoolctl import threadpool_limits
 
-
-def matmul(a: Any, b: Any) -> Any:
-    """``a @ b`` (numpy's rules for shapes), summed over the inner dimension in ``k_blocks``."""
-    parts = k_blocks(a.shape[-1]) if a.ndim >= 1 and b.ndim >= 2 else [None]
-    if parts == [None]:
-        return a @ b
-    out = a[..., parts[0]] @ b[..., parts[0], :]
-    for part in parts[1:]:
-        out += a[..., part] @ b[..., part, :]
-    return out
+    if name == "numpy":
+        with contextlib.suppress(ImportError):  # scipy comes with scikit-image
+            import scipy.linalg.blas  # noqa: F401
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

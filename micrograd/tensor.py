@@ -24,7 +24,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from micrograd.backend import DEFAULT_DTYPE, matmul, to_numpy, xp
+from micrograd.backend import DEFAULT_DTYPE, to_numpy, xp
 from micrograd.graph import toposort
 
 Array = Any  # an xp.ndarray (numpy or cupy)
@@ -501,7 +501,7 @@ class MatMulOp(Function):
 
     def forward(self, a: Array, b: Array) -> Array:
         self.a, self.b = a, b
-        return matmul(a, b)
+        return a @ b
 
     def backward(self, grad: Array) -> tuple[Array | None, Array | None]:
         a, b = self.a, self.b

@@ -30,6 +30,7 @@ from training.augment import Augmenter
 from training.cli import main
 from training.cluster import Cluster, ClusterError
 from training.finetune import FeatureJob, extract_views, frozen_part, load_pretrained
+from training.parallel import in_order
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKERS = 2
@@ -164,8 +165,8 @@ def test_a_job_rebuilt_from_its_spec_on_the_weights_bytes_computes_the_same(
 def test_a_killed_worker_loses_and_doubles_nothing(tmp_path: Path) -> None:
     ray_installed()
     files = photos(tmp_path / "photos", 22, side=260)
-    # the default model: its 1x1 convs sum up to 2,112 products, which OpenBLAS would sum
-    # otherwise on the workers' one thread than on this process's several
+    # the default model: products long and wide enough that OpenBLAS on several threads may
+    # round them otherwise than the workers' one thread, as the plain path does not
     weights = MODELS_DIR / f"{DEFAULT_MODEL}.npz"
     runs = [files[i : i + 4] for i in range(0, len(files), 4)]  # 6 units
     killed: list[int] = []
@@ -180,7 +181,7 @@ def test_a_killed_worker_loses_and_doubles_nothing(tmp_path: Path) -> None:
         on_ray = list(cluster.score(weights, runs, done=done))
     assert killed
     clf = models.load(weights)
-    plain = [clf.score(run) for run in runs]
+    plain = list(in_order(clf.score, runs))  # the plain path
     assert len(on_ray) == len(plain) == len(runs)
     for a, b in zip(on_ray, plain, strict=True):
         assert np.array_equal(a.logits, b.logits) and a.errors == b.errors

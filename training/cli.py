@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -39,6 +40,7 @@ from training.cluster import Cluster, ClusterError
 from training.data import Dataset, DatasetError, Sample, find_images, load_dataset, warn_skipped
 from training.loop import OPTIMIZERS, Callback, CheckpointError, TrainingDiverged, checkpoint_epoch
 from training.metrics import accuracy_by_group, calibration_error, summarize
+from training.parallel import in_order
 from training.pretrained import VARIANTS
 from training.recipes import (
     PRESETS,
@@ -356,19 +358,18 @@ def _logits_here(
     clf: Classifier, samples: list[Sample], data: Dataset, batch_size: int
 ) -> np.ndarray:
     """``evaluate``'s logits in this process: the decoded photos of each run of
-    ``batch_size`` files go through the network together, as on a cluster (``Cluster.score``
-    scores the same runs), so both give the same bits."""
+    ``batch_size`` files go through the network together, on threads with one BLAS thread
+    (``training.parallel``), as on a cluster (``Cluster.score`` scores the same runs), so both
+    give the same bits."""
     skipped = {path for path, _ in data.skipped}
     readable = np.array([str(s.path) not in skipped for s in samples])
     ends = [*np.cumsum(readable)[batch_size - 1 :: batch_size].tolist(), len(data)]
     if int(readable.sum()) != len(data):
         raise UsageError("the folders changed while they were read; run the command again")
-    out, start = [np.zeros((0, 2), np.float32)], 0
-    for end in ends:
-        if end > start:
-            out.append(clf.logits_uint8(data.eval_images[start:end], batch_size))
-        start = end
-    return np.concatenate(out)
+    bounds = itertools.pairwise([0, *ends])
+    runs = [data.eval_images[start:end] for start, end in bounds if end > start]
+    scored = in_order(lambda run: clf.logits_uint8(run, batch_size), runs)
+    return np.concatenate([np.zeros((0, 2), np.float32), *scored])
 
 
 def _scored_on(
@@ -454,15 +455,17 @@ def cmd_predict(args: argparse.Namespace, argv: Sequence[str]) -> int:
     # In runs, printed as they are done: memory does not grow with the number of files.
     runs = [args.images[i : i + PREDICT_BATCH] for i in range(0, len(args.images), PREDICT_BATCH)]
     bar = tqdm(total=len(args.images), unit="img", leave=False, disable=_bars_disabled())
+
+    def done(i: int) -> None:
+        bar.update(len(runs[i]))
+
     with bar, _cluster(args) as cluster:
         if cluster is None:
-            results: Iterator[Scored] = (clf.score(run) for run in runs)
+            results: Iterator[Scored] = in_order(clf.score, runs, done)
         else:
-            results = cluster.score(args.weights, runs, done=lambda i: bar.update(len(runs[i])))
+            results = cluster.score(args.weights, runs, done=done)
         for run, scored in zip(runs, results, strict=True):
             failed += _print_predictions(clf, run, scored)
-            if cluster is None:
-                bar.update(len(run))
     return EXIT_FAILED if failed else EXIT_OK
 
 

@@ -2,12 +2,12 @@
 with ``--ray [ADDRESS]``.
 
 The plain path cuts each job into units (32 photos for ``predict``, a forward pass's photos for
-``evaluate``, 4 photos of one view for the feature pass) and runs them one after another in
-this process. Here the same units go to Ray actors, one per CPU of the cluster, each holding
-the model and running its numpy engine on one BLAS thread; the results come back in order.
-The work is the same function on the same inputs, and the engine's results do not depend on
-the BLAS thread count (``micrograd.backend.k_blocks``), so the output is the plain path's, bit
-for bit.
+``evaluate``, 4 photos of one view for the feature pass) and runs them on threads in this
+process, each on one BLAS thread (``training.parallel``). Here the same units go to Ray actors,
+one per CPU of the cluster, each holding the model and running its numpy engine on one BLAS
+thread; the results come back in order. The work is the same function on the same inputs on
+one BLAS thread, so the output is the plain path's, bit for bit (on nodes with the same CPU
+kind and libraries: another CPU may take other BLAS kernels).
 
 Why Ray core (actors and ``ray.wait``) and not Ray Data: the units and their order are fixed
 by the plain path, and reading this module should show all of the distribution: submit a

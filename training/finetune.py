@@ -48,6 +48,7 @@ from models.preprocess import PreprocessConfig, normalize
 from training.augment import Augmenter
 from training.data import Dataset
 from training.loop import Callback, FitResult, Rows, TrainConfig, fit_rows
+from training.parallel import in_order
 
 #: Photos per forward pass of the frozen part; small batches keep the activations in cache.
 EXTRACT_BATCH = 4
@@ -189,7 +190,7 @@ def _features_key(data: Dataset, settings: FinetuneSettings, seed: int) -> str:
 #: One unit of the feature pass: ``(view, start, pixels)``, the photos ``start, start + 1, ...``
 #: as ``uint8 (n, S, S, 3)`` squares (the serving ones for view 0, the training ones otherwise).
 FeatureUnit = tuple[int, int, np.ndarray]
-#: How a feature pass's units are run: in order here, or on a cluster's workers
+#: How a feature pass's units are run: on this machine's cores, or on a cluster's workers
 #: (``training.cluster.Cluster.map``); ``done(i)`` as unit ``i`` finishes.
 RunUnits = Callable[["FeatureJob", Iterable[FeatureUnit], Callable[[int], None]], Iterable[Any]]
 
@@ -237,10 +238,8 @@ class FeatureJob:
 def _units_here(
     job: FeatureJob, units: Iterable[FeatureUnit], done: Callable[[int], None]
 ) -> Iterator[np.ndarray]:
-    for i, unit in enumerate(units):
-        out = job(unit)
-        done(i)
-        yield out
+    """The units on this machine's cores, each on one BLAS thread (``training.parallel``)."""
+    return in_order(job, units, done)
 
 
 def extract_views(
@@ -256,7 +255,7 @@ def extract_views(
 
     View 0 is ``data.eval_images`` (serving pixels), view ``v > 0`` the training squares
     augmented (``FeatureJob``), ``EXTRACT_BATCH`` photos per unit, units run by ``run`` (default:
-    one after another, here). Each view is saved to ``cache_dir`` when done (atomically) and
+    on this machine's cores). Each view is saved to ``cache_dir`` when done (atomically) and
     read back on the next run with the same key, whichever way it was computed.
     """
     out: list[np.ndarray] = []

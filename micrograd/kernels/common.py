@@ -13,7 +13,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from micrograd.backend import k_blocks, matmul, xp
+from micrograd.backend import xp
 from micrograd.tensor import Array, Function
 
 
@@ -169,26 +169,16 @@ def _matmul(a: Array, b: Array, out: Array, accumulate: bool = False) -> Array:
     is added where it lies, and one BLAS thread pool does the work. Otherwise numpy's matmul.
     """
     gemm = _gemm(out.dtype)
-    if gemm is None or not out.flags.c_contiguous or not a.dtype == b.dtype == out.dtype:
-        return _numpy_matmul(a, b, out, accumulate)
-    for i, part in enumerate(k_blocks(a.shape[1])):
-        blocked_a, blocked_b = (a, b) if part is None else (a[:, part], b[part])
-        first, second = _blas_operand(blocked_b), _blas_operand(blocked_a)
-        if first is None or second is None:  # a column block of a: gemm takes a copy
-            first, second = (
-                _blas_operand(xp.ascontiguousarray(blocked_b)),
-                _blas_operand(xp.ascontiguousarray(blocked_a)),
-            )
-        gemm(1.0, first[0], second[0], beta=float(accumulate or i > 0), c=out.T,
-             trans_a=first[1], trans_b=second[1], overwrite_c=True)  # fmt: skip
-    return out
-
-
-def _numpy_matmul(a: Array, b: Array, out: Array, accumulate: bool) -> Array:
+    if gemm is not None and out.flags.c_contiguous and a.dtype == b.dtype == out.dtype:
+        first, second = _blas_operand(b), _blas_operand(a)
+        if first is not None and second is not None:
+            gemm(1.0, first[0], second[0], beta=float(accumulate), c=out.T,
+                 trans_a=first[1], trans_b=second[1], overwrite_c=True)  # fmt: skip
+            return out
     if accumulate:
-        out += matmul(a, b)
+        out += a @ b
     else:
-        out[...] = matmul(a, b)
+        xp.matmul(a, b, out=out)
     return out
 
 
