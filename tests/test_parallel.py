@@ -104,6 +104,7 @@ def _digest(blas_threads: str, threads: int) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.slow
 def test_the_units_bits_do_not_depend_on_the_thread_counts() -> None:
     """The plain path in a process whose BLAS has 2 or 3 threads, on 1, 2 or 3 threads of its
     own, gives a one-thread worker's bits (OpenBLAS alone does not, on some CPUs)."""
