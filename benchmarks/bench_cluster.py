@@ -5,8 +5,9 @@ food and everyday photos), with the app's default model:
 
 (a) ``predict``: the whole command, ``python -m training predict`` (the units on one thread
     per core of this process, each on one BLAS thread) against ``predict --ray`` (a local
-    cluster, one single-thread worker per core), start-up included: photos per second, the median of ``--repeats`` runs that take
-    turns. Their outputs must be identical (the benchmark fails otherwise).
+    cluster, one single-thread worker per core), start-up included: photos per second, the
+    median of ``--repeats`` runs that take turns. Their outputs must be identical (the
+    benchmark fails otherwise).
 (b) start-up: what ``--ray`` adds before the first photo, in parts: starting the local
     cluster, and starting the workers with the model loaded.
 (c) the feature pass of the ``effnet-lite2`` recipe (the frozen part of the ImageNet network,
