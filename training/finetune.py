@@ -27,7 +27,7 @@ import hashlib
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -235,13 +235,6 @@ class FeatureJob:
         return cls(part, PreprocessConfig.from_dict(spec["preprocess"]), augmenter, spec["seed"])
 
 
-def _units_here(
-    job: FeatureJob, units: Iterable[FeatureUnit], done: Callable[[int], None]
-) -> Iterator[np.ndarray]:
-    """The units on this machine's cores, each on one BLAS thread (``training.parallel``)."""
-    return in_order(job, units, done)
-
-
 def extract_views(
     job: FeatureJob,
     data: Dataset,
@@ -255,8 +248,9 @@ def extract_views(
 
     View 0 is ``data.eval_images`` (serving pixels), view ``v > 0`` the training squares
     augmented (``FeatureJob``), ``EXTRACT_BATCH`` photos per unit, units run by ``run`` (default:
-    on this machine's cores). Each view is saved to ``cache_dir`` when done (atomically) and
-    read back on the next run with the same key, whichever way it was computed.
+    ``training.parallel.in_order``, on this machine's cores). Each view is saved to
+    ``cache_dir`` when done (atomically) and read back on the next run with the same key,
+    whichever way it was computed.
     """
     out: list[np.ndarray] = []
     total = views * len(data)
@@ -278,7 +272,7 @@ def extract_views(
             if progress:
                 progress(v * len(data) + finished, total)
 
-        view = np.concatenate(list((run or _units_here)(job, units, done)))
+        view = np.concatenate(list((run or in_order)(job, units, done)))
         buffer = io.BytesIO()
         np.save(buffer, view, allow_pickle=False)
         with atomic_write(path) as f:
